@@ -1,0 +1,370 @@
+"""The EARA parameter table: every tunable number of SPEC.md under one named key, with units.
+
+This table is the single source of truth. The SeisFlows plugins take their attributes, class
+docstrings (which `seisflows configure` writes into parameters.yaml) and `check()` validation from it;
+the science core receives plain values through :func:`load_parameters`. Nothing here imports SeisFlows.
+
+Keys are flat and values are scalars or (nested) lists, never mappings, so SeisFlows' own line-based
+`seisflows par KEY` can read and set every one of them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import yaml
+
+#: SeisFlows components our plugins belong to
+COMPONENTS = ("workflow", "system", "solver", "preprocess", "optimize")
+
+
+class ParameterError(ValueError, AssertionError):
+    """A parameter value outside its allowed range; the message names the key and the range.
+
+    Also an AssertionError because SeisFlows' `check`/`init` commands report AssertionErrors as
+    parameter errors (a framed message) rather than as a traceback."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: `name` in parameters.yaml, its default, unit, documentation and validator."""
+    name: str
+    default: Any
+    unit: str
+    doc: str
+    component: str
+    check: Callable[[Any], str | None] | None = None
+
+    def validate(self, value: Any) -> None:
+        """Raise ParameterError naming this key when `value` is not allowed."""
+        if self.check is None:
+            return
+        problem = self.check(value)
+        if problem:
+            raise ParameterError(f"parameter '{self.name}' = {value!r}: {problem}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Validators: each returns None when fine, else a short text that states the allowed range.
+def _num(lo: float | None = None, hi: float | None = None, integer: bool = False,
+         lo_open: bool = False) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        kind = "an integer" if integer else "a number"
+        rng = f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            return f"must be {kind} in {rng}"
+        if (lo is not None and (v < lo or (lo_open and v == lo))) or (hi is not None and v > hi):
+            return f"must be {kind} in {rng}"
+        return None
+    return check
+
+
+def _pair(lo: float | None = None, hi: float | None = None, increasing: bool = True,
+          ) -> Callable[[Any], str | None]:
+    """[a, b] with lo <= a < b <= hi (a <= b when not strictly increasing)."""
+    def check(v: Any) -> str | None:
+        rng = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        ok = (isinstance(v, (list, tuple)) and len(v) == 2
+              and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v))
+        if ok:
+            a, b = v
+            ok = (lo is None or a >= lo) and (hi is None or b <= hi) and (a < b if increasing else a <= b)
+        return None if ok else f"must be a pair [low, high] with low < high, both in {rng}"
+    return check
+
+
+def _bands(v: Any) -> str | None:
+    """A list (one per stage) of [short period, long period] pairs in seconds."""
+    if not isinstance(v, (list, tuple)) or not v:
+        return "must be a non-empty list (one per stage) of [min_period_s, max_period_s] pairs"
+    for i, band in enumerate(v):
+        msg = _pair(0.0)(band)
+        if msg:
+            return f"stage {i + 1}: {msg} (periods in s, > 0)"
+        if band[0] <= 0:
+            return f"stage {i + 1}: periods must be > 0 s"
+    return None
+
+
+def _int_list(lo: int = 0) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if (not isinstance(v, (list, tuple)) or not v
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= lo for x in v)):
+            return f"must be a non-empty list of integers >= {lo}"
+        return None
+    return check
+
+
+def _pos_list(v: Any) -> str | None:
+    if (not isinstance(v, (list, tuple)) or not v
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v)):
+        return "must be a non-empty list of numbers > 0"
+    return None
+
+
+def _str_list(v: Any) -> str | None:
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x for x in v):
+        return "must be a list of non-empty strings"
+    return None
+
+
+def _choice(*options: Any) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if v in options else f"must be one of {list(options)}"
+    return check
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _optional_path(v: Any) -> str | None:
+    return None if v is None or isinstance(v, str) else "must be a path or null"
+
+
+CATEGORIES = ("pz", "pr", "sh", "rayleigh_z", "rayleigh_r", "love_t")
+BODY_P_SV = ["P", "pP", "sP", "PP", "S", "sS", "SS"]
+BODY_SH = ["S", "sS", "SS", "ScS"]
+
+# --------------------------------------------------------------------------------------------------
+PARAMETERS: tuple[Param, ...] = (
+    # ---- workflow: stage schedule (SPEC §1, §6; paper Fig. 3) ----
+    Param("stage_body_bands", [[10.0, 40.0], [8.0, 40.0], [8.0, 40.0]], "s",
+          "Body-wave band per stage, [min_period, max_period] (SPEC §2)", "workflow", _bands),
+    Param("stage_surface_bands", [[40.0, 120.0], [30.0, 120.0], [20.0, 120.0]], "s",
+          "Surface-wave band per stage, [min_period, max_period] (SPEC §2)", "workflow", _bands),
+    Param("stage_source_iterations", [3, 3, 3], "count",
+          "Source-inversion iterations at the start of each stage (SPEC §5)", "workflow", _int_list(0)),
+    Param("stage_structure_iterations", [10, 10, 10], "count",
+          "Structure iterations per stage (SPEC §6; stage 1 is 5 + 5 around the smoothing change)",
+          "workflow", _int_list(0)),
+    Param("smoothing_horizontal_km", [50.0, 25.0], "km",
+          "Gaussian smoothing half-width, horizontal, per smoothing phase (SPEC §6 step 4)",
+          "workflow", _pos_list),
+    Param("smoothing_vertical_km", [25.0, 10.0], "km",
+          "Gaussian smoothing half-width, vertical, per smoothing phase (SPEC §6 step 4)",
+          "workflow", _pos_list),
+    Param("smoothing_phase_iterations", [5], "count",
+          "Structure iterations (counted over the whole inversion) spent in each smoothing phase but "
+          "the last; the last phase runs to the end", "workflow", _int_list(1)),
+    Param("source_damping_radius_km", 50.0, "km",
+          "Radius of the Gaussian sphere that damps each event kernel at its source (SPEC §6 step 1)",
+          "workflow", _num(0.0, None)),
+    Param("receiver_damping_radius_km", 10.0, "km",
+          "Radius of the Gaussian sphere that damps each event kernel at every receiver",
+          "workflow", _num(0.0, None)),
+    Param("events_per_job", 4, "count",
+          "Events bundled in one scheduler job (SPECFEM NUMBER_OF_SIMULTANEOUS_RUNS or job steps)",
+          "solver", _num(1, None, integer=True)),
+    # ---- preprocess: data processing (SPEC §2) ----
+    Param("sampling_rate", 10.0, "Hz",
+          "Sampling rate of processed observed and synthetic traces (on the synthetics' time axis)",
+          "preprocess", _num(0.0, None, lo_open=True)),
+    Param("filter_corners", 2, "count",
+          "Butterworth order of the zero-phase band-pass (SPEC §2: 2nd order)",
+          "preprocess", _num(1, 8, integer=True)),
+    Param("taper_fraction", 0.05, "fraction",
+          "Cosine taper applied to each end of a trace before response removal and filtering",
+          "preprocess", _num(0.0, 0.5)),
+    Param("response_water_level", 60.0, "dB",
+          "Water level of the instrument-response deconvolution (obspy remove_response)",
+          "preprocess", _num(0.0, None)),
+    Param("misorientation_file", None, "path",
+          "Optional table 'NET.STA angle_deg' of known horizontal misorientations (clockwise from N)",
+          "preprocess", _optional_path),
+    Param("misfit", "nzcc", "name",
+          "Misfit on the EARA windows and weights: nzcc (EARA), cc_traveltime or multitaper (pyadjoint)",
+          "preprocess", _choice("nzcc", "cc_traveltime", "multitaper")),
+    # ---- preprocess: windows (SPEC §3) ----
+    Param("taup_model", "ak135", "name", "1-D model of the predicted travel times (obspy.taup)",
+          "preprocess", _choice("ak135", "iasp91", "prem")),
+    Param("body_window_before", 20.0, "s", "Body-wave window starts this long before each phase",
+          "preprocess", _num(0.0, None)),
+    Param("body_window_after", 50.0, "s", "Body-wave window ends this long after each phase",
+          "preprocess", _num(0.0, None)),
+    Param("phases_pz", BODY_P_SV, "TauP names", "Phases windowed on Z in category pz",
+          "preprocess", _str_list),
+    Param("phases_pr", BODY_P_SV, "TauP names", "Phases windowed on R in category pr",
+          "preprocess", _str_list),
+    Param("phases_sh", BODY_SH, "TauP names", "Phases windowed on T in category sh",
+          "preprocess", _str_list),
+    Param("surface_velocity_range", [3.3, 4.6], "km/s",
+          "Surface-wave window from distance/max - pad to distance/min + pad", "preprocess",
+          _pair(0.0)),
+    Param("surface_window_pad", 50.0, "s", "Padding on both sides of the surface-wave window",
+          "preprocess", _num(0.0, None)),
+    Param("surface_max_depth", 150.0, "km", "Events deeper than this get no surface-wave windows",
+          "preprocess", _num(0.0, None)),
+    Param("window_min_length", 10.0, "s", "Windows shorter than this after clipping are dropped",
+          "preprocess", _num(0.0, None)),
+    Param("window_taper_fraction", 0.1, "fraction",
+          "Hann taper on each end of a measurement window (misfit and adjoint source alike)",
+          "preprocess", _num(0.0, 0.5)),
+    Param("noise_end_before_p", 10.0, "s",
+          "Noise window for SNR: origin time to this long before the first predicted P",
+          "preprocess", _num(0.0, None)),
+    Param("categories", list(CATEGORIES), "names",
+          "Measurement categories in use (pz, pr, sh on body bands; rayleigh_z, rayleigh_r, love_t)",
+          "preprocess", lambda v: (None if isinstance(v, list) and v and set(v) <= set(CATEGORIES)
+                                   else f"must be a non-empty subset of {list(CATEGORIES)}")),
+    # ---- preprocess: weights (SPEC §4, Table 1, Appendix A) ----
+    Param("quality_cc", [0.5, 0.7], "dimensionless",
+          "f1 cosine taper: weight 0 below the first CC value, 1 above the second", "preprocess",
+          _pair(-1.0, 1.0)),
+    Param("quality_snr", [10.0, 15.0], "dB",
+          "f2 cosine taper: weight 0 below the first SNR, 1 above the second", "preprocess", _pair()),
+    Param("quality_dt", [8.0, 10.0], "s",
+          "f3 cosine taper: weight 1 below the first |dt|, 0 above the second", "preprocess",
+          _pair(0.0)),
+    Param("geographic_delta0_scan", [0.5, 8.0], "deg",
+          "Range scanned for the geographic weighting distance Delta0 of each event", "preprocess",
+          _pair(0.0)),
+    Param("geographic_scan_points", 64, "count", "Number of Delta0 values in the scan",
+          "preprocess", _num(2, None, integer=True)),
+    Param("geographic_ratio_fraction", 1.0 / 3.0, "fraction",
+          "Delta0 is where max/min of the weights reaches this fraction of its maximum over the scan",
+          "preprocess", _num(0.0, 1.0, lo_open=True)),
+    # ---- optimize: structure (SPEC §6, Appendix C) ----
+    Param("structure_trial_step", 0.01, "dln",
+          "Trial step eps of the one-forward line search: max relative model perturbation",
+          "optimize", _num(0.0, 1.0, lo_open=True)),
+    Param("structure_step_range", [0.0, 0.03], "dln",
+          "Step lengths alpha searched on the extrapolated synthetics (EARA: 0 to 0.03)", "optimize",
+          _pair(0.0)),
+    Param("structure_step_samples", 61, "count",
+          "Number of alpha values evaluated across structure_step_range", "optimize",
+          _num(3, None, integer=True)),
+    Param("powell_threshold", 0.2, "dimensionless",
+          "Powell restart when Pg_i.Pg_(i-1) / Pg_(i-1).Pg_(i-1) exceeds this for every parameter",
+          "optimize", _num(0.0, None, lo_open=True)),
+    Param("hessian_threshold", 1.0e-3, "fraction of max",
+          "Pseudo-Hessian water level delta, relative to max H (SPECFEM THRESHOLD_HESS)",
+          "optimize", _num(0.0, 1.0, lo_open=True)),
+    Param("hessian_rule", "abs", "name",
+          "How to make H positive before the water level: abs (as SPECFEM) or clip (negatives -> 0)",
+          "optimize", _choice("abs", "clip")),
+    Param("density_scaling", 0.33, "dimensionless",
+          "dln(rho) = density_scaling * dln(Vs) folded into the gradient (SPEC §6)", "optimize",
+          _num(0.0, None)),
+    Param("tiso_max_depth", 670.0, "km",
+          "Transverse isotropy (rho, Vc, Vsv, Vsh, eta) above this depth, isotropic below",
+          "optimize", _num(0.0, None)),
+    Param("step_retry_factor", 0.5, "fraction",
+          "When no step decreases the misfit, retry with the trial step times this factor",
+          "optimize", _num(0.0, 1.0, lo_open=True)),
+    Param("max_step_retries", 2, "count",
+          "Retries with a smaller trial step (then a beta restart) before the iteration fails",
+          "optimize", _num(0, None, integer=True)),
+    # ---- optimize: source (SPEC §5, Appendix B) ----
+    Param("source_trial_step", 0.01, "dimensionless",
+          "Trial step eps of the source line search in the non-dimensional parameter space",
+          "optimize", _num(0.0, None, lo_open=True)),
+    Param("source_step_bounds", [0.0, 0.05], "dimensionless",
+          "Bayesian-optimization bounds of the source step alpha", "optimize", _pair(0.0)),
+    Param("source_time_shift_bounds", [-5.0, 5.0], "s",
+          "Bayesian-optimization bounds of the origin-time change t' - t0", "optimize", _pair()),
+    Param("source_bo_initial_points", 9, "count", "Random initial points of the Bayesian optimization",
+          "optimize", _num(1, None, integer=True)),
+    Param("source_bo_iterations", 20, "count", "Iterations of the Bayesian optimization",
+          "optimize", _num(0, None, integer=True)),
+    Param("source_bo_seed", 1, "integer", "Random seed of the Bayesian optimization (reproducible runs)",
+          "optimize", _num(0, None, integer=True)),
+    # ---- solver: region (SPEC §1) ----
+    Param("region_center_lat", 36.0, "deg", "Latitude of the chunk centre", "solver", _num(-90.0, 90.0)),
+    Param("region_center_lon", 123.0, "deg", "Longitude of the chunk centre", "solver",
+          _num(-180.0, 360.0)),
+    Param("region_width", 60.0, "deg", "Angular width of the (square) chunk", "solver",
+          _num(0.0, 90.0, lo_open=True)),
+    Param("region_rotation", 10.0, "deg", "Anticlockwise rotation of the chunk", "solver",
+          _num(-180.0, 180.0)),
+    Param("reference_model", "stw105", "name",
+          "1-D reference of the perturbations dln m (shipped table, SPEC §6)", "solver",
+          _choice("stw105")),
+)
+
+BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
+
+
+def for_component(component: str) -> tuple[Param, ...]:
+    """The parameters a plugin of `component` owns."""
+    return tuple(p for p in PARAMETERS if p.component == component)
+
+
+def validate(values: dict[str, Any], names: Iterable[str] | None = None) -> None:
+    """Validate `values` (missing keys take defaults); raise ParameterError naming the first bad key."""
+    for name in (names if names is not None else BY_NAME):
+        p = BY_NAME[name]
+        p.validate(values.get(name, p.default))
+    _cross_checks({n: values.get(n, BY_NAME[n].default) for n in BY_NAME})
+
+
+def _cross_checks(v: dict[str, Any]) -> None:
+    """Checks that tie several keys together (lengths of the per-stage lists)."""
+    per_stage = ("stage_body_bands", "stage_surface_bands", "stage_source_iterations",
+                 "stage_structure_iterations")
+    n = len(v["stage_body_bands"])
+    for key in per_stage[1:]:
+        if len(v[key]) != n:
+            raise ParameterError(f"parameter '{key}' has {len(v[key])} entries but "
+                                 f"'stage_body_bands' has {n}: give one entry per stage")
+    nphase = len(v["smoothing_horizontal_km"])
+    if len(v["smoothing_vertical_km"]) != nphase:
+        raise ParameterError("parameter 'smoothing_vertical_km' must have as many entries as "
+                             f"'smoothing_horizontal_km' ({nphase})")
+    if len(v["smoothing_phase_iterations"]) != nphase - 1:
+        raise ParameterError(f"parameter 'smoothing_phase_iterations' must have {nphase - 1} "
+                             "entries (one per smoothing phase but the last)")
+
+
+def defaults() -> dict[str, Any]:
+    """A fresh dict of every default value."""
+    import copy
+    return {p.name: copy.deepcopy(p.default) for p in PARAMETERS}
+
+
+def load_parameters(path: str | os.PathLike, validate_values: bool = True) -> dict[str, Any]:
+    """Read parameters.yaml; EARA keys absent from it take their defaults. Other keys pass through.
+
+    Raises ParameterError naming the file when it cannot be read or parsed.
+    """
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ParameterError(f"cannot read parameter file {os.fspath(path)!r}: {e}") from e
+    if not isinstance(raw, dict):
+        raise ParameterError(f"parameter file {os.fspath(path)!r} is not a YAML mapping")
+    values = defaults()
+    values.update(raw)
+    if validate_values:
+        validate(values)
+    return values
+
+
+def stage_count(values: dict[str, Any]) -> int:
+    """Number of stages in the schedule."""
+    return len(values["stage_body_bands"])
+
+
+def smoothing_for_iteration(values: dict[str, Any], structure_iteration: int) -> tuple[float, float]:
+    """(horizontal, vertical) smoothing in km for the n-th structure iteration (1-based, whole run)."""
+    bounds, total = [], 0
+    for n in values["smoothing_phase_iterations"]:
+        total += n
+        bounds.append(total)
+    phase = sum(structure_iteration > b for b in bounds)
+    return (float(values["smoothing_horizontal_km"][phase]), float(values["smoothing_vertical_km"][phase]))
+
+
+def docstring(title: str, component: str, summary: str) -> str:
+    """A class docstring in SeisFlows' format (read by `seisflows configure`) for our parameters."""
+    lines = [f"\n    {title}", f"    {'-' * len(title)}"]
+    lines += [f"    {ln}" for ln in summary.strip().splitlines()]
+    lines += ["", "    Parameters", "    ----------"]
+    for p in for_component(component):
+        kind = type(p.default).__name__ if p.default is not None else "str"
+        lines.append(f"    :type {p.name}: {kind}")
+        lines.append(f"    :param {p.name}: [{p.unit}] {p.doc}")
+    lines += ["", "    Paths", "    -----", "    ***", ""]
+    return "\n".join(lines)
