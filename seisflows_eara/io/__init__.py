@@ -1,0 +1,1 @@
+"""Readers and writers of SPECFEM and seismological files (no SeisFlows imports)."""
