@@ -19,5 +19,7 @@ class EaraInversion(EaraParameters, Inversion):
         self._init_eara(kwargs)
 
     def check(self) -> None:
+        """Validate every EARA key first (all components), so the user sees EARA errors at once."""
         self._check_eara()
+        params.validate(self.eara)
         super().check()
