@@ -1,10 +1,35 @@
-"""Workflow plugin `eara_inversion`: the three-stage EARA schedule (SPEC §1, §5, §6)."""
+"""Workflow plugin `eara_inversion`: the three-stage EARA schedule (SPEC §1, §5, §6, §8).
+
+Data flow, one step at a time (the list comes from seisflows_eara.schedule.plan):
+
+  source iteration (every event):   forward + measure  ->  source adjoint (src_frechet)
+                                     ->  perturbed forward at eps  ->  Bayesian line search, new CMT
+  structure iteration:               forward (saving wavefield) + measure + adjoint sources
+                                     ->  kernel run  ->  damp, sum, precondition, smooth, PR-CG d
+                                     ->  one trial forward at m + eps d  ->  line search, new model
+  end of run:                        final forward + measure
+
+Simulation steps run once per event through `system.run`; each event's task leaves a marker file
+when it finishes, so a resumed run repeats no finished simulation. The master records completed
+steps and the misfit history in a JSON state file written atomically after every step.
+"""
 from __future__ import annotations
 
+import os
+import traceback
+
+from seisflows import logger
+from seisflows.tools import msg
 from seisflows.workflow.inversion import Inversion
 
 from seisflows_eara import params
+from seisflows_eara.io.atomic import atomic_write_text
 from seisflows_eara.plugins.base import EaraParameters
+from seisflows_eara.schedule import EventMarkers, Step, WorkflowState, plan
+
+
+class EventTaskError(RuntimeError):
+    """One or more events failed in a simulation step; the message names them and their logs."""
 
 
 class EaraInversion(EaraParameters, Inversion):
@@ -17,9 +42,61 @@ class EaraInversion(EaraParameters, Inversion):
     def __init__(self, modules=None, **kwargs):
         super().__init__(modules=modules, **kwargs)
         self._init_eara(kwargs)
+        self.path["eara_state"] = os.path.join(self.path.workdir, "eara_state.json")
+        self.path["markers"] = os.path.join(self.path.workdir, "scratch", "eara_markers")
+        self.path["simulation_log"] = os.path.join(self.path.output, "simulations.log")
 
+    # ------------------------------------------------------------------ contract with SeisFlows
     def check(self) -> None:
         """Validate every EARA key first (all components), so the user sees EARA errors at once."""
         self._check_eara()
         params.validate(self.eara)
         super().check()
+
+    @property
+    def steps(self) -> list[Step]:
+        return plan(self.eara)
+
+    @property
+    def state(self) -> WorkflowState:
+        return WorkflowState.load(self.path.eara_state)
+
+    @property
+    def markers(self) -> EventMarkers:
+        return EventMarkers(self.path.markers)
+
+    # ------------------------------------------------------------------ per-event task running
+    def _run_events(self, step: Step, task, **kwargs) -> None:
+        """Run `task(step, **kwargs)` once per event through the system, skipping events whose
+        marker exists; per-event failures are recorded and reported together, by event name."""
+        markers = self.markers
+
+        def eara_event_task(**kw):
+            event = self.solver.source_name
+            if markers.done(step, event):
+                logger.info(f"{step.key}: {event} already finished, not repeated")
+                return
+            failed = os.path.join(markers.root, step.key, f"{event}.failed")
+            try:
+                task(step, **kw)
+            except Exception:
+                atomic_write_text(failed, traceback.format_exc())
+                logger.critical(f"{step.key}: event {event} failed; traceback in {failed}")
+                return
+            if os.path.exists(failed):
+                os.remove(failed)
+            markers.mark(step, event)
+
+        self.system.run([eara_event_task], **kwargs)
+        missing = [e for e in self.solver.source_names if not markers.done(step, e)]
+        if missing:
+            raise EventTaskError(
+                f"{step.key}: {len(missing)} event(s) did not finish: {', '.join(missing)}; see "
+                f"{os.path.join(markers.root, step.key)}/<event>.failed and the task logs. "
+                "Fix the cause and run `seisflows submit` again: finished events are not repeated.")
+
+    def _log_simulation(self, step: Step, kind: str) -> None:
+        """Append one line per solver run (the simulation accounting that tests count)."""
+        os.makedirs(os.path.dirname(self.path.simulation_log), exist_ok=True)
+        with open(self.path.simulation_log, "a") as f:
+            f.write(f"{step.key} {self.solver.source_name} {kind}\n")
