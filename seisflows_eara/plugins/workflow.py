@@ -100,3 +100,23 @@ class EaraInversion(EaraParameters, Inversion):
         os.makedirs(os.path.dirname(self.path.simulation_log), exist_ok=True)
         with open(self.path.simulation_log, "a") as f:
             f.write(f"{step.key} {self.solver.source_name} {kind}\n")
+
+    # ------------------------------------------------------------------ locations
+    def model_path(self, name: str) -> str:
+        """Models of the run live in output/models/<name> (GLL files, replaced atomically)."""
+        return os.path.join(self.path.output, "models", name)
+
+    def source_path(self, event: str, name: str = "current") -> str:
+        """CMTSOLUTION history per event: output/sources/<event>/CMTSOLUTION_<name>."""
+        return os.path.join(self.path.output, "sources", event, f"CMTSOLUTION_{name}")
+
+    def traces_path(self, step: Step, event: str, tag: str = "syn") -> str:
+        """Synthetics of one simulation step, kept per step so a line search can reuse them."""
+        return os.path.join(self.path.workdir, "scratch", "traces", step.key, event, tag)
+
+    def residuals_path(self, step: Step, event: str) -> str:
+        return os.path.join(self.path.eval_grad, "residuals", step.key, f"{event}.txt")
+
+    def kernels_path(self, step: Step, event: str | None = None) -> str:
+        base = os.path.join(self.path.eval_grad, "kernels", step.key)
+        return base if event is None else os.path.join(base, event, "")
