@@ -120,3 +120,41 @@ class EaraInversion(EaraParameters, Inversion):
     def kernels_path(self, step: Step, event: str | None = None) -> str:
         base = os.path.join(self.path.eval_grad, "kernels", step.key)
         return base if event is None else os.path.join(base, event, "")
+
+    # ------------------------------------------------------------------ simulation tasks (per event)
+    def _set_source(self, event: str, name: str = "current") -> None:
+        """Make the solver's DATA/CMTSOLUTION this event's current source. SeisFlows links it to the
+        user's file; replacing the link (atomic rename) never writes through to the user's input."""
+        src = self.source_path(event, name)
+        if not os.path.exists(src):
+            src = os.path.join(self.solver.path.specfem_data, f"{self.solver.source_prefix}_{event}")
+        with open(src) as f:
+            text = f.read()
+        atomic_write_text(os.path.join(self.solver.cwd, "DATA", self.solver.source_prefix), text)
+
+    def _forward(self, step: Step, path_model: str, source: str = "current",
+                 save_forward: bool = True, measure: bool = True) -> None:
+        """One forward simulation of the current event; optionally measure it (misfit, adjoint
+        sources and measurement table through the preprocess plugin)."""
+        event = self.solver.source_name
+        self._set_source(event, source)
+        self.solver.import_model(path_model=path_model)
+        self.solver.forward_simulation(save_traces=self.traces_path(step, event),
+                                       save_forward=save_forward)
+        self._log_simulation(step, "forward")
+        if measure:
+            residuals = self.residuals_path(step, event)
+            os.makedirs(os.path.dirname(residuals), exist_ok=True)
+            if os.path.exists(residuals):
+                os.remove(residuals)   # a re-run of this event starts its residuals afresh
+            self.preprocess.quantify_misfit(
+                source_name=event, save_residuals=residuals,
+                save_adjsrcs=os.path.join(self.solver.cwd, "traces", "adj"),
+                syn_path=self.traces_path(step, event), stage=step.stage,
+                iteration=step.structure_index or step.iteration, step_count=0, step_key=step.key)
+
+    def _kernel(self, step: Step) -> None:
+        """Adjoint (kernel) simulation of the current event; kernels and Hessian kept per step."""
+        event = self.solver.source_name
+        self.solver.adjoint_simulation(save_kernels=self.kernels_path(step, event))
+        self._log_simulation(step, "kernel")
