@@ -1,0 +1,66 @@
+"""SPECFEM3D_GLOBE seismograms and adjoint sources.
+
+Synthetics: `NET.STA.CHA.sem.ascii`, two columns (time in s relative to the centroid time, value),
+read into obspy Traces whose starttime is centroid time + first time. ASDF synthetics go through
+pyasdf. Adjoint sources: `NET.STA.CHA.adj` with the same two columns on the forward time axis
+(SPECFEM3D_GLOBE reverses them itself).
+"""
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import pandas as pd
+from obspy import Stream, Trace, UTCDateTime
+
+from seisflows_eara.io.atomic import atomic_open
+
+
+def _read_two_columns(path: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        arr = pd.read_csv(path, sep=r"\s+", header=None, engine="c", dtype=np.float64).to_numpy()
+    except Exception as e:  # pandas raises several types for damaged text
+        raise ValueError(f"cannot read SPECFEM trace file {path}: {e}") from e
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 2:
+        raise ValueError(f"SPECFEM trace file {path} must have two columns and >= 2 rows, "
+                         f"got shape {arr.shape}")
+    return arr[:, 0], arr[:, 1]
+
+
+def read_sem_ascii(path: str, reference_time: UTCDateTime) -> Trace:
+    """One `NET.STA.CHA.sem.ascii` file as a Trace; `reference_time` is the centroid time."""
+    t, x = _read_two_columns(path)
+    dt = float(np.median(np.diff(t)))
+    if dt <= 0 or not np.allclose(np.diff(t), dt, rtol=1e-4, atol=1e-6):
+        raise ValueError(f"SPECFEM trace file {path} has an irregular time axis")
+    net, sta, cha = os.path.basename(path).split(".")[:3]
+    return Trace(data=x, header=dict(network=net, station=sta, location="", channel=cha,
+                                     delta=dt, starttime=reference_time + float(t[0])))
+
+
+def read_synthetics(path: str, reference_time: UTCDateTime) -> Stream:
+    """Synthetics from a directory of `*.sem.ascii` files or an ASDF file (waveform tag any)."""
+    if os.path.isdir(path):
+        files = sorted(glob.glob(os.path.join(path, "*.sem.ascii")))
+        if not files:
+            raise FileNotFoundError(f"no *.sem.ascii synthetics in {path}")
+        return Stream([read_sem_ascii(f, reference_time) for f in files])
+    if path.endswith((".h5", ".asdf")):
+        import pyasdf
+        st = Stream()
+        with pyasdf.ASDFDataSet(path, mode="r") as ds:
+            for sta in ds.waveforms:
+                for tag in sta.get_waveform_tags():
+                    st += sta[tag]
+        return st
+    raise ValueError(f"synthetics {path!r}: expected a directory of *.sem.ascii files or an ASDF file")
+
+
+def write_adjoint_source(folder: str, network: str, station: str, channel: str,
+                         times: np.ndarray, values: np.ndarray) -> str:
+    """Write one `NET.STA.CHA.adj` file (time, value) on the forward time axis; returns its path."""
+    path = os.path.join(folder, f"{network}.{station}.{channel}.adj")
+    with atomic_open(path, "w") as f:
+        np.savetxt(f, np.column_stack([times, values]), fmt="%14.6f %18.8e")
+    return path

@@ -1,0 +1,14 @@
+"""Observed and synthetic processing (SPEC §2, paper §2.1), with obspy doing the signal work.
+
+observed:   detrend, taper, instrument response -> displacement, ->ZNE, misorientation, ->ZRT
+synthetic:  detrend, taper, NE -> RT
+both, per band: 2nd-order zero-phase Butterworth band-pass, then interpolation onto a common time
+axis — the synthetics' grid at `sampling_rate`, limited to where both records exist.
+"""
+from seisflows_eara.processing.chain import (Band, TimeAxis, common_axis, correct_misorientation,
+                                             filter_and_resample, prepare_observed,
+                                             prepare_synthetic, read_misorientation_table,
+                                             response_prefilter)
+
+__all__ = ["Band", "TimeAxis", "common_axis", "correct_misorientation", "filter_and_resample",
+           "prepare_observed", "prepare_synthetic", "read_misorientation_table", "response_prefilter"]
