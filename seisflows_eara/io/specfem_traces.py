@@ -40,7 +40,8 @@ def read_sem_ascii(path: str, reference_time: UTCDateTime) -> Trace:
 
 
 def read_synthetics(path: str, reference_time: UTCDateTime) -> Stream:
-    """Synthetics from a directory of `*.sem.ascii` files or an ASDF file (waveform tag any)."""
+    """Synthetics from a directory of `*.sem.ascii` files, an ASDF file (any waveform tag) or a
+    waveform file obspy reads."""
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "*.sem.ascii")))
         if not files:
@@ -54,7 +55,14 @@ def read_synthetics(path: str, reference_time: UTCDateTime) -> Stream:
                 for tag in sta.get_waveform_tags():
                     st += sta[tag]
         return st
-    raise ValueError(f"synthetics {path!r}: expected a directory of *.sem.ascii files or an ASDF file")
+    if os.path.isfile(path):
+        import obspy
+        try:
+            return obspy.read(path)
+        except Exception as e:
+            raise ValueError(f"cannot read synthetics file {path}: {e}") from e
+    raise FileNotFoundError(f"synthetics {path!r} not found (a directory of *.sem.ascii files, an "
+                            "ASDF file or any waveform file obspy reads)")
 
 
 def write_adjoint_source(folder: str, network: str, station: str, channel: str,

@@ -31,7 +31,10 @@ COLUMNS = ["event", "network", "station", "location", "component", "category", "
            "distance_deg", "azimuth", "backazimuth", "nzcc", "cc_max", "dt", "snr_db", "f_cc",
            "f_snr", "f_dt", "w_quality", "w_category", "w_geographic", "weight", "misfit",
            "status", "reason"]
-P_PHASES = ("P", "Pdiff", "PKP", "PKIKP")
+P_PHASES = ("P", "p", "Pdiff", "PKP", "PKIKP")
+#: TauP names down-going P and S "P", "S" and their up-going branches (deep source, short distance)
+#: "p", "s"; a window for P or S uses whichever arrives first, as a seismologist reads "P".
+UPGOING = {"P": "p", "S": "s"}
 
 
 @dataclass(frozen=True)
@@ -115,11 +118,14 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     bands = {k: cfg.band(k) for k in ("body", "surface")}
     body_phases = {c: list(v[f"phases_{c}"]) for c in BODY_CATEGORIES if c in cats}
     all_phases = sorted({p for ph in body_phases.values() for p in ph} | set(P_PHASES))
-    tt = TravelTimes(v["taup_model"], event.depth_km, all_phases)
+    tt = TravelTimes(v["taup_model"], event.depth_km, all_phases + ["s"])
     lat = np.array([s.latitude for s in stations])
     lon = np.array([s.longitude for s in stations])
     dist = locations2degrees(event.latitude, event.longitude, lat, lon) if len(stations) else lat
     arrivals = {p: tt.times(p, dist) for p in all_phases}
+    for down, up in UPGOING.items():
+        if down in arrivals:
+            arrivals[down] = np.fmin(arrivals[down], tt.times(up, dist))
     first_p = np.nanmin(np.vstack([arrivals[p] for p in P_PHASES]), axis=0) if len(stations) else dist
     prefilter = None
 

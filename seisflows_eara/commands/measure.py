@@ -1,0 +1,131 @@
+"""`seisflows-eara measure`: the EARA measurement chain on one event, outside SeisFlows.
+
+Writes DIR/measurements.csv (columns: docs/DEVELOPING.md and README), adjoint sources DIR/SEM/
+NET.STA.MX[NEZ].adj in SPECFEM3D_GLOBE's format with DIR/SEM/STATIONS_ADJOINT, and prints a
+one-line summary.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import time
+from collections import defaultdict
+
+import obspy
+from obspy import Inventory, Stream
+
+from seisflows_eara import params
+from seisflows_eara.cli import COMMANDS
+from seisflows_eara.io.specfem_traces import read_synthetics, write_adjoint_source
+from seisflows_eara.io.stations import read_stations, write_stations
+from seisflows_eara.measure import Config, event_from_file, measure_event
+from seisflows_eara.processing import read_misorientation_table
+
+
+def read_observed(path: str, reference_time: obspy.UTCDateTime) -> tuple[Stream, Inventory | None]:
+    """Observed waveforms from an ASDF file (with its StationXML), a waveform file, a directory
+    of waveform files (any format obspy reads) or of SPECFEM `*.sem.ascii` files (time axis relative
+    to `reference_time`). A corrupt file raises an error naming it."""
+    if path.endswith((".h5", ".asdf")):
+        import pyasdf
+        st, inv = Stream(), Inventory()
+        with pyasdf.ASDFDataSet(path, mode="r") as ds:
+            for sta in ds.waveforms:
+                for tag in sta.get_waveform_tags():
+                    st += sta[tag]
+                if "StationXML" in sta:
+                    inv += sta.StationXML
+        return st, (inv if len(inv) else None)
+    if os.path.isdir(path) and glob.glob(os.path.join(path, "*.sem.ascii")):
+        return read_synthetics(path, reference_time), None
+    files = sorted(glob.glob(os.path.join(path, "*"))) if os.path.isdir(path) else [path]
+    if not files or not os.path.exists(files[0]):
+        raise FileNotFoundError(f"observed data {path!r} not found")
+    st = Stream()
+    for f in files:
+        if f.endswith((".xml", ".md", ".txt", ".json")):
+            continue
+        try:
+            st += obspy.read(f)
+        except Exception as e:
+            raise ValueError(f"cannot read observed waveform file {f}: {e}") from e
+    return st, None
+
+
+def read_inventory(path: str | None) -> Inventory | None:
+    if not path:
+        return None
+    files = sorted(glob.glob(os.path.join(path, "*.xml"))) if os.path.isdir(path) else [path]
+    inv = Inventory()
+    for f in files:
+        try:
+            inv += obspy.read_inventory(f)
+        except Exception as e:
+            raise ValueError(f"cannot read StationXML file {f}: {e}") from e
+    return inv
+
+
+def run_measure(config: str, cmtsolution: str, stations: str, observed: str, synthetics: str,
+                stage: int, output: str, stationxml: str | None = None) -> dict:
+    values = params.load_parameters(config)
+    nstage = params.stage_count(values)
+    if not 1 <= stage <= nstage:
+        raise params.ParameterError(f"--stage {stage}: the schedule in {config} has stages 1..{nstage}")
+    event = event_from_file(cmtsolution)
+    sta = read_stations(stations)
+    obs, asdf_inv = read_observed(observed, event.time)
+    inv = read_inventory(stationxml) or asdf_inv
+    syn = read_synthetics(synthetics, event.time)
+    by_station: dict[str, Stream] = defaultdict(Stream)
+    for tr in obs:
+        by_station[f"{tr.stats.network}.{tr.stats.station}"] += tr
+    mis = read_misorientation_table(values["misorientation_file"])
+    m = measure_event(event, sta, dict(by_station), syn, Config(values, stage), inventory=inv,
+                      observed_processed=inv is None, misorientation=mis)
+    os.makedirs(os.path.join(output, "SEM"), exist_ok=True)
+    m.table.to_csv(os.path.join(output, "measurements.csv"), index=False, float_format="%.6g")
+    written = []
+    for s in sta:
+        if s.code in m.adjoint:
+            for i, c in enumerate("NEZ"):
+                write_adjoint_source(os.path.join(output, "SEM"), s.network, s.station, f"MX{c}",
+                                     m.adjoint_times[s.code], m.adjoint[s.code][i])
+            written.append(s)
+    write_stations(os.path.join(output, "SEM", "STATIONS_ADJOINT"), written)
+    ok = m.table[m.table.status == "ok"]
+    return dict(event=event.name, kept=len(ok), rejected=int((m.table.status != "ok").sum()),
+                misfit=m.misfit, stations=len(written))
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="parameters.yaml")
+    p.add_argument("--cmtsolution", required=True, help="CMTSOLUTION (or QuakeML) of the event")
+    p.add_argument("--stations", required=True, help="SPECFEM STATIONS file")
+    p.add_argument("--observed", required=True,
+                   help="observed data: ASDF file, waveform file or directory (any obspy format)")
+    p.add_argument("--stationxml", help="StationXML file or directory; without it (and without "
+                   "StationXML in ASDF) observed data are taken as displacement in m")
+    p.add_argument("--synthetics", required=True,
+                   help="SPECFEM synthetics: directory of *.sem.ascii, ASDF or waveform file")
+    p.add_argument("--stage", type=int, required=True, help="stage number (selects the bands)")
+    p.add_argument("--output", required=True, help="output directory")
+
+
+def _run(a: argparse.Namespace) -> int:
+    t = time.perf_counter()
+    try:
+        r = run_measure(a.config, a.cmtsolution, a.stations, a.observed, a.synthetics, a.stage,
+                        a.output, a.stationxml)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{r['event']}: {r['kept']} windows kept, {r['rejected']} rejected, "
+          f"{r['stations']} stations with adjoint sources, total misfit {r['misfit']:.6g} "
+          f"({time.perf_counter() - t:.1f} s) -> {a.output}")
+    return 0
+
+
+COMMANDS.append(("measure", "measure one event: windows, NZCC misfit, weights, adjoint sources",
+                 _args, _run))
