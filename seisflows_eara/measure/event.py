@@ -152,8 +152,12 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         try:
             if observed_processed:
                 o = obs.copy()
-                if {tr.stats.component for tr in o} == {"Z", "N", "E"}:
+                comps = {tr.stats.component for tr in o}
+                if comps == {"Z", "N", "E"}:
                     o.rotate("NE->RT", back_azimuth=baz)
+                elif comps != {"Z", "R", "T"} or len(o) != 3:
+                    raise ValueError(f"{code}: needs three components Z, N, E (or Z, R, T); has "
+                                     f"{sorted(tr.stats.channel for tr in o)}")
             else:
                 if prefilter is None:
                     nyq = 0.5 * min(tr.stats.sampling_rate for tr in obs)
@@ -373,13 +377,23 @@ class PreparedEvent:
             if key not in groups:
                 groups[key] = np.zeros((3, self.axes[d.station].npts))
             groups[key]["ZRT".index(d.window.component), d.i0:d.i1] += adj[i, :d.i1 - d.i0]
+        tapers: dict[int, np.ndarray] = {}
         for (cat, k, band_name), zrt in groups.items():
             axis = self.axes[k]
             code = self.stations[k].code
             times = self.solver_times[code]
-            st = Stream([Trace(zrt[i].copy(), header=dict(
+            if times.size not in tapers:   # the taper prepare_synthetic applied, as obspy makes it
+                ones = Trace(np.ones(times.size), header=dict(delta=float(times[1] - times[0])))
+                tapers[times.size] = ones.taper(v["taper_fraction"], type="cosine").data
+            # reverse order of the forward chain: resampling onto the axis (transpose: back onto
+            # the solver grid, zero outside the axis), filter (self-adjoint: obspy's zero-phase
+            # filter is R L R L), rotation (orthogonal), taper and demean
+            dts = float(times[1] - times[0])
+            # (adjoint sources are densities per unit time, so the transpose of resampling is
+            # resampling back: the ratio of the two sampling intervals cancels)
+            st = Stream([Trace(np.interp(times, axis.times, zrt[i], left=0.0, right=0.0), header=dict(
                 network=self.stations[k].network, station=self.stations[k].station,
-                channel=f"MX{c}", delta=axis.dt, starttime=axis.starttime))
+                channel=f"MX{c}", delta=dts, starttime=self.solver_start[code]))
                 for i, c in enumerate("ZRT")])
             band = self.cfg.band(band_name)
             st.filter("bandpass", freqmin=band.freqs[0], freqmax=band.freqs[1],
@@ -387,8 +401,8 @@ class PreparedEvent:
             st.rotate("RT->NE", back_azimuth=self.baz[k])
             res = np.zeros((3, times.size))
             for i, c in enumerate("NEZ"):
-                tr = st.select(component=c)[0]
-                res[i] = np.interp(times, axis.times, tr.data, left=0.0, right=0.0)
+                y = tapers[times.size] * st.select(component=c)[0].data
+                res[i] = y - y.mean()    # adjoint of x -> taper * (x - mean x)
             out.setdefault(cat, {})
             out[cat][code] = out[cat].get(code, 0.0) + res
         return out

@@ -1,0 +1,346 @@
+"""The measurement chain on real data (SPEC §2-4): adjoint by finite differences, windows against
+direct TauP, taper continuity, weights, processing against a direct obspy chain, bad input."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import obspy
+import pandas as pd
+import pytest
+from obspy.taup import TauPyModel
+
+from seisflows_eara import params
+from seisflows_eara.io.specfem_traces import read_synthetics
+from seisflows_eara.io.stations import Station, read_stations
+from seisflows_eara.measure import COLUMNS, Config, event_from_file, measure_event
+from seisflows_eara.measure.measurements import cc_and_lag
+from seisflows_eara.processing import (Band, common_axis, filter_and_resample, prepare_observed,
+                                       response_prefilter)
+from seisflows_eara.weights import cosine_ramp, geographic_weights, quality_weight
+from seisflows_eara.weights.geographic import choose_delta0, separations_deg
+from seisflows_eara.windows import TravelTimes
+
+DATA = Path(__file__).parent / "data"
+DARF = DATA / "pytomo3d_darfield"
+OKH = DATA / "pyasdf_okhotsk"
+GRC = DATA / "regional_greece"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def darfield():
+    ev = event_from_file(str(DARF / "C201009031635A.xml"))
+    obs = obspy.read(str(DARF / "IU.KBL.obs.mseed"))
+    inv = obspy.read_inventory(str(DARF / "IU.KBL.xml"))
+    syn = obspy.read(str(DARF / "IU.KBL.syn.mseed"))
+    for tr in syn:
+        tr.stats.location = ""
+    ch = inv[0][0]
+    sta = [Station("IU", "KBL", ch.latitude, ch.longitude)]
+    m = measure_event(ev, sta, {"IU.KBL": obs}, syn, Config(params.defaults(), 1), inventory=inv)
+    return ev, sta, obs, inv, syn, m
+
+
+@pytest.fixture(scope="module")
+def greece():
+    ev = event_from_file(str(GRC / "CMTSOLUTION"))
+    sta = read_stations(GRC / "STATIONS")
+    obs = read_synthetics(str(GRC / "REF_SEIS"), ev.time)
+    syn = read_synthetics(str(GRC / "tiny_1d"), ev.time)
+    by = {s.code: obs.select(network=s.network, station=s.station) for s in sta}
+    m = measure_event(ev, sta, by, syn, Config(params.defaults(), 1), observed_processed=True)
+    return ev, sta, by, syn, m
+
+
+# ---------------------------------------------------------------- adjoint sources
+@pytest.mark.parametrize("which", ["darfield", "greece"])
+def test_adjoint_matches_finite_differences_on_real_windows(which, request):
+    m = request.getfixturevalue(which)[-1]
+    p = m.prepared
+    assert p.U.shape[0] > 0
+    rng = np.random.default_rng(1)
+    S = p.segments_from_processed(p.process(request.getfixturevalue(which)[-2]))
+    from seisflows_eara.misfit import nzcc_misfit_and_adjoint
+    _, adj = nzcc_misfit_and_adjoint(S, p.U, p.taper, p.dt)
+    grad = adj * (p.wc * p.weights)[:, None]
+    dS = rng.standard_normal(S.shape) * np.abs(S).max(axis=1, keepdims=True) * 1e-5 * (p.taper > 0)
+    fd = (p.misfit_from_segments(S + dS) - p.misfit_from_segments(S - dS)) / 2
+    an = float(np.sum(grad * dS) * p.dt)
+    assert abs(fd - an) / abs(an) < 1e-6
+
+
+def test_full_chain_adjoint_against_finite_differences(greece):
+    """Through processing (rotation, filter, resampling) the adjoint source written for SPECFEM
+    predicts the misfit change of a perturbation of the raw N/E/Z synthetics."""
+    ev, sta, by, syn, m = greece
+    p = m.prepared
+    rng = np.random.default_rng(3)
+    pert = syn.copy()
+    for tr in pert:
+        tr.data = tr.data.astype(float)
+    base = syn.copy()
+    dsyn = {}
+    for tr in pert:
+        code = f"{tr.stats.network}.{tr.stats.station}"
+        # smooth random perturbation in the band: filtered noise
+        noise = obspy.Trace(rng.standard_normal(tr.stats.npts), header=tr.stats)
+        noise.filter("bandpass", freqmin=1 / 40, freqmax=1 / 10, corners=2, zerophase=True)
+        d = noise.data / np.abs(noise.data).max() * np.abs(tr.data).max() * 1e-3
+        dsyn[(code, tr.stats.channel[-1])] = d
+    def shifted(sign):
+        st = base.copy()
+        for tr in st:
+            tr.data = tr.data + sign * dsyn[(f"{tr.stats.network}.{tr.stats.station}",
+                                             tr.stats.channel[-1])]
+        return st
+    chi0 = p.misfit(base)
+    fd = (p.misfit(shifted(+1)) - p.misfit(shifted(-1))) / 2
+    an = 0.0
+    for code, a in m.adjoint.items():
+        dt = float(np.diff(m.adjoint_times[code][:2])[0])
+        for i, c in enumerate("NEZ"):
+            an += float(np.sum(a[i] * dsyn[(code, c)]) * dt)
+    assert np.isclose(chi0, m.misfit)
+    assert abs(fd - an) / abs(fd) < 0.05
+
+
+def test_adjoint_files_cover_every_measured_station(greece):
+    m = greece[-1]
+    assert set(m.adjoint) == {s.code for s in greece[1]}
+    for code, a in m.adjoint.items():
+        assert a.shape == (3, m.adjoint_times[code].size) and np.all(np.isfinite(a))
+
+
+# ---------------------------------------------------------------- windows and travel times
+@pytest.mark.parametrize("depth", [12.0, 92.4, 607.4])
+def test_travel_times_match_direct_taup_far_below_a_sample(depth):
+    phases = ["P", "pP", "sP", "PP", "S", "sS", "SS", "ScS"]
+    tt = TravelTimes("ak135", depth, phases)
+    d = np.random.default_rng(0).uniform(1, 120, 40)
+    model = TauPyModel("ak135")
+    worst = 0.0
+    for i, dist in enumerate(d):
+        direct = model.get_travel_times(depth, dist, phases)
+        for ph in phases:
+            mine = tt.times(ph, np.array([dist]))[0]
+            t = [a.time for a in direct if a.name == ph]
+            if t:
+                worst = max(worst, abs(min(t) - mine))
+            else:
+                assert np.isnan(mine), (ph, dist)
+    assert worst < 0.01     # one sample at 10 Hz is 0.1 s
+
+
+def test_window_times_follow_taup(darfield):
+    ev, sta, *_, m = darfield
+    t = m.table[(m.table.category == "sh") & (m.table.status == "ok")].iloc[0]
+    dist = t.distance_deg
+    ss = min(a.time for a in TauPyModel("ak135").get_travel_times(ev.depth_km, dist, ["SS"]))
+    v = params.defaults()
+    assert abs(t.win_start - (ss - v["body_window_before"])) < 0.1 + 1e-6
+    assert abs(t.win_end - (ss + v["body_window_after"])) < 0.1 + 1e-6
+    sw = m.table[m.table.category == "rayleigh_z"].iloc[0]
+    dkm = dist * 111.19492664455873
+    assert abs(sw.win_start - (dkm / 4.6 - 50)) < 0.1 + 1e-6
+    assert abs(sw.win_end - (dkm / 3.3 + 50)) < 0.1 + 1e-6
+
+
+def test_deep_event_gets_no_surface_windows(tmp_path):
+    ev = event_from_file(str(OKH / "quake.xml"))
+    assert ev.depth_km > 150
+    obs = obspy.read(str(OKH / "TA.POKR..BH?.mseed"))
+    inv = obspy.read_inventory(str(OKH / "TA.POKR..BH_.xml"))
+    ch = inv[0][0]
+    sta = [Station("TA", "POKR", ch.latitude, ch.longitude)]
+    # synthetics: the observed displacement itself, as SPECFEM would write it (N, E, Z)
+    disp = obs.copy()
+    disp.remove_response(inventory=inv, output="DISP", pre_filt=(0.004, 0.008, 0.4, 0.8))
+    disp.rotate("->ZNE", inventory=inv)
+    for tr in disp:
+        tr.stats.channel = "MX" + tr.stats.channel[-1]
+        tr.stats.location = ""
+    m = measure_event(ev, sta, {"TA.POKR": obs}, disp, Config(params.defaults(), 1), inventory=inv)
+    t = m.table
+    surf = t[t.band == "surface"]
+    assert len(surf) == 3 and (surf.status == "rejected").all()
+    assert surf.reason.str.contains("deeper than 150").all()
+    ok = t[t.status == "ok"]
+    assert len(ok) > 0 and (ok.nzcc > 0.999).all()     # same data on both sides
+
+
+# ---------------------------------------------------------------- weights
+@pytest.mark.parametrize("lo, hi", [(0.5, 0.7), (10.0, 15.0), (8.0, 10.0)])
+def test_cosine_tapers_are_continuous_at_both_ends(lo, hi):
+    eps = 1e-9
+    assert cosine_ramp(lo - eps, lo, hi) == 0 and cosine_ramp(lo + eps, lo, hi) < 1e-12
+    assert cosine_ramp(hi + eps, lo, hi) == 1 and 1 - cosine_ramp(hi - eps, lo, hi) < 1e-12
+    assert np.isclose(cosine_ramp((lo + hi) / 2, lo, hi), 0.5)
+
+
+def test_quality_weight_thresholds():
+    f1, f2, f3, w = quality_weight(np.array([0.4, 0.6, 0.9, 0.9]), np.array([20, 20, 12.5, 20.]),
+                                   np.array([0, 0, 0, 9.0]), (0.5, 0.7), (10, 15), (8, 10))
+    assert f1[0] == 0 and np.isclose(f1[1], 0.5) and f1[2] == 1
+    assert np.isclose(f2[2], 0.5) and np.isclose(f3[3], 0.5)
+    assert np.allclose(w, f1 * f2 * f3)
+
+
+def test_geographic_weights_one_colocated_and_delta0():
+    w, d0 = geographic_weights([10.0], [20.0], (0.5, 8), 64, 1 / 3)
+    assert w.tolist() == [1.0]
+    # two stations at the same place and one far away: the pair shares the weight of one station
+    w, d0 = geographic_weights([10.0, 10.0, 40.0], [20.0, 20.0, 60.0], (0.5, 8), 64, 1 / 3,
+                               delta0=2.0)
+    assert np.isclose(w[0], w[1]) and np.isclose(w[2] / w[0], 2.0, rtol=1e-6)
+    assert np.isclose(w.mean(), 1.0)
+    # a regular network (1.5 deg spacing) with a dense cluster of 30 stations
+    rng = np.random.default_rng(2)
+    la, lo = np.meshgrid(30 + np.arange(0, 12, 1.5), 100 + np.arange(0, 12, 1.5))
+    lat = np.r_[rng.normal(35, 0.2, 30), la.ravel()]
+    lon = np.r_[rng.normal(105, 0.2, 30), lo.ravel()]
+    w, d0 = geographic_weights(lat, lon, (0.5, 8), 64, 1 / 3)
+    assert 0.5 < d0 < 8.0
+    _, xs, ratio = choose_delta0(separations_deg(lat, lon), (0.5, 8), 64, 1 / 3)
+    k = int(np.argmax(ratio))
+    assert d0 > xs[k]                              # on the large-delta0 side of the maximum
+    wd = geographic_weights(lat, lon, (0.5, 8), 64, 1 / 3, delta0=d0)[0]
+    assert np.isclose(wd.max() / wd.min(), ratio[k] / 3, rtol=0.02)
+    assert w[:30].mean() < 0.3 * w[30:].mean()     # the cluster is down-weighted
+
+
+# ---------------------------------------------------------------- processing
+def test_processing_equals_a_direct_obspy_chain(darfield):
+    ev, sta, obs, inv, syn, m = darfield
+    v = params.defaults()
+    baz = m.table.backazimuth.iloc[0]
+    band = Band(10.0, 40.0)
+    pre = response_prefilter([Band(10, 40), Band(40, 120)], 20.0)
+    ours = prepare_observed(obs, inv, baz, pre, v["taper_fraction"], v["response_water_level"])
+    axis = common_axis(ours, syn, 10.0, ev.time)
+    mine = filter_and_resample(ours, band, axis, 2)
+    d = obs.copy()
+    d.detrend("demean"); d.detrend("linear"); d.taper(0.05, type="cosine")
+    d.remove_response(inventory=inv, output="DISP", pre_filt=pre, water_level=60.0)
+    d.rotate("->ZNE", inventory=inv); d.rotate("NE->RT", back_azimuth=baz)
+    d.filter("bandpass", freqmin=1 / 40, freqmax=1 / 10, corners=2, zerophase=True)
+    d.interpolate(10.0, starttime=axis.starttime, npts=axis.npts)
+    for i, c in enumerate("ZRT"):
+        ref = d.select(component=c)[0].data
+        assert np.allclose(mine[i], ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+
+
+def test_cross_correlation_lag_sign_and_subsample():
+    t = np.arange(2000) * 0.1
+    s = np.exp(-((t - 80) / 5) ** 2)
+    u = np.exp(-((t - 82.34) / 5) ** 2)         # observed 2.34 s later
+    cc, lag = cc_and_lag(s[None], u[None])
+    assert abs(lag[0] * 0.1 - 2.34) < 0.01 and cc[0] > 0.999
+
+
+# ---------------------------------------------------------------- table and bad input
+def test_table_columns_and_reasons(greece):
+    t = greece[-1].table
+    assert list(t.columns) == COLUMNS
+    assert (t[t.status == "rejected"].reason.str.len() > 0).all()
+    assert (t[t.status == "ok"].reason.fillna("") == "").all()
+    assert np.isclose(t.misfit.sum(), greece[-1].misfit)
+    ok = t[t.status == "ok"]
+    assert np.allclose(ok.weight, ok.w_category * ok.w_geographic * ok.w_quality)
+
+
+def test_bad_traces_are_rejected_with_reasons(greece):
+    ev, sta, by, syn, _ = greece
+    by = {k: v.copy() for k, v in by.items()}
+    codes = [s.code for s in sta]
+    by[codes[0]] = by[codes[0]].select(component="Z")           # missing components
+    for tr in by[codes[1]]:
+        tr.data[100] = np.nan                                     # NaN
+    for tr in by[codes[2]]:
+        tr.data[:] = 0.0                                          # all zero
+    del by[codes[3]]                                              # no data at all
+    short = syn.copy()
+    for tr in short.select(station=sta[4].station):
+        tr.data = tr.data[:20]                                    # shorter than a window
+    m = measure_event(ev, sta, by, short, Config(params.defaults(), 1), observed_processed=True)
+    t = m.table
+    reason = {c: " ".join(t[(t.network + "." + t.station) == c].reason.astype(str)) for c in codes}
+    assert "three components" in reason[codes[0]] or "Z, N, E" in reason[codes[0]] \
+        or "components" in reason[codes[0]]
+    assert "NaN" in reason[codes[1]]
+    assert "flat" in reason[codes[2]]
+    assert "no observed data" in reason[codes[3]]
+    assert "outside the record" in reason[codes[4]] or "shorter" in reason[codes[4]] \
+        or "overlap" in reason[codes[4]]
+    assert (t[(t.network + "." + t.station) == codes[5]].status == "ok").any()   # the rest goes on
+
+
+def test_missing_response_is_rejected(darfield):
+    ev, sta, obs, inv, syn, _ = darfield
+    empty = obspy.Inventory(networks=[], source="test")
+    m = measure_event(ev, sta, {"IU.KBL": obs}, syn, Config(params.defaults(), 1), inventory=empty)
+    assert "response" in m.table.reason.iloc[0]
+
+
+def test_zero_energy_window_is_rejected(greece, monkeypatch):
+    """A window with no energy has no NZCC: the row says so, the adjoint is zero, the rest goes on."""
+    import seisflows_eara.measure.event as ev_mod
+    ev, sta, by, syn, _ = greece
+    real = ev_mod.nzcc_misfit_and_adjoint
+
+    def silence_first(S, U, taper, dt):
+        U = U.copy()
+        U[0] = 0.0
+        return real(S, U, taper, dt)
+    monkeypatch.setattr(ev_mod, "nzcc_misfit_and_adjoint", silence_first)
+    m = measure_event(ev, sta, by, syn, Config(params.defaults(), 1), observed_processed=True)
+    measured = m.table[m.table.nzcc.notna() | m.table.reason.str.contains("zero energy")]
+    assert measured.reason.str.contains("zero energy in window").sum() == 1
+    assert (m.table.status == "ok").sum() > 5
+
+
+# ---------------------------------------------------------------- the command
+def _cli(*args):
+    exe = Path(sys.executable).parent / "seisflows-eara"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_measure_command_on_real_events(tmp_path):
+    out = tmp_path / "darfield"
+    stations = tmp_path / "STATIONS"
+    stations.write_text("KBL IU 34.5408 69.0432 1920.0 0.0\n")
+    r = _cli("measure", "--config", str(REPO / "parameters.yaml"), "--cmtsolution",
+             str(DARF / "C201009031635A.xml"), "--stations", str(stations), "--observed",
+             str(DARF / "IU.KBL.obs.mseed"), "--stationxml", str(DARF / "IU.KBL.xml"),
+             "--synthetics", str(DARF / "IU.KBL.syn.mseed"), "--stage", "1", "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "windows kept" in r.stdout and "total misfit" in r.stdout
+    t = pd.read_csv(out / "measurements.csv")
+    assert list(t.columns) == COLUMNS and (t.status == "ok").sum() >= 5
+    adj = np.loadtxt(out / "SEM" / "IU.KBL.MXZ.adj")
+    assert adj.shape[1] == 2 and np.abs(adj[:, 1]).max() > 0
+    out2 = tmp_path / "greece"
+    r = _cli("measure", "--config", str(REPO / "parameters.yaml"), "--cmtsolution",
+             str(GRC / "CMTSOLUTION"), "--stations", str(GRC / "STATIONS"), "--observed",
+             str(GRC / "REF_SEIS"), "--synthetics", str(GRC / "tiny_1d"), "--stage", "2",
+             "--output", str(out2))
+    assert r.returncode == 0, r.stderr
+    assert len(list((out2 / "SEM").glob("*.adj"))) == 18
+    assert (out2 / "SEM" / "STATIONS_ADJOINT").read_text().count("\n") == 6
+
+
+def test_measure_command_names_a_corrupt_file(tmp_path):
+    bad = tmp_path / "obs"
+    bad.mkdir()
+    (bad / "IU.KBL.BHZ.mseed").write_bytes(b"\x00garbage" * 100)
+    stations = tmp_path / "STATIONS"
+    stations.write_text("KBL IU 34.5408 69.0432 1920.0 0.0\n")
+    r = _cli("measure", "--config", str(REPO / "parameters.yaml"), "--cmtsolution",
+             str(DARF / "C201009031635A.xml"), "--stations", str(stations), "--observed", str(bad),
+             "--synthetics", str(DARF / "IU.KBL.syn.mseed"), "--stage", "1", "--output",
+             str(tmp_path / "o"))
+    assert r.returncode == 2 and "IU.KBL.BHZ.mseed" in r.stderr
