@@ -208,13 +208,16 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     if nwin:
         S = prepared.segments_from_processed(seg_syn)
         nz_chi, adj = nzcc_misfit_and_adjoint(S, prepared.U, prepared.taper, prepared.dt)
+        chi = nz_chi
+        if v["misfit"] != "nzcc":      # same windows and weights, another misfit (pyadjoint)
+            chi, adj = prepared.other_misfit(S)
         cc, lag = cc_and_lag(S * prepared.taper, prepared.U * prepared.taper, prepared.lengths)
         dt_shift = lag * prepared.dt
         snr = np.array([snr_db(seg_obs[(d.station, d.window.band)]["ZRT".index(d.window.component)],
                                d.noise, (d.i0, d.i1)) for d in wdata])
         f1, f2, f3, wq = quality_weight(cc, snr, dt_shift, tuple(v["quality_cc"]),
                                         tuple(v["quality_snr"]), tuple(v["quality_dt"]))
-        wq = np.where(np.isfinite(nz_chi), wq, 0.0)
+        wq = np.where(np.isfinite(nz_chi) & np.isfinite(chi), wq, 0.0)
         cats_w = np.array([d.window.category for d in wdata])
         wc = categorical_weights(cats_w, wq)
         used_st = sorted({d.station for d, q in zip(wdata, wq) if q > 0})
@@ -225,7 +228,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
             wgeo_st[used_st] = g
         wg = np.array([wgeo_st[d.station] for d in wdata])
         weight = wc * wg * wq
-        contrib = np.where(weight > 0, weight * nz_chi, 0.0)
+        contrib = np.where(weight > 0, weight * np.nan_to_num(chi, nan=0.0), 0.0)
         prepared.set_weights(wq * wg, cats_w)
         for i, d in enumerate(wdata):
             st = stations[d.station]
@@ -234,6 +237,8 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
             why = ""
             if not np.isfinite(nz_chi[i]):
                 why = "zero energy in window (NZCC undefined)"
+            elif not np.isfinite(chi[i]):
+                why = f"{v['misfit']} measurement failed (pyadjoint rejected the window)"
             elif wq[i] <= 0:
                 parts = [n for n, f in (("CC", f1[i]), ("SNR", f2[i]), ("dt", f3[i])) if f <= 0]
                 why = "quality weight 0 (" + ", ".join(parts) + ")"
@@ -351,11 +356,24 @@ class PreparedEvent:
                                                           v["filter_corners"])
         return out
 
+    def other_misfit(self, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The `misfit` parameter's pyadjoint measure on the frozen windows (χ, ∂χ/∂s per window)."""
+        from seisflows_eara.misfit.alternatives import pyadjoint_misfit_and_adjoint
+        bands = [self.cfg.band(d.window.band) for d in self.windows]
+        return pyadjoint_misfit_and_adjoint(
+            S, self.U, self.lengths, self.dt, self.cfg["misfit"],
+            np.array([b.min_period for b in bands]), np.array([b.max_period for b in bands]),
+            self.cfg["window_taper_fraction"])
+
     def misfit_from_segments(self, S: np.ndarray) -> float:
-        """Σ W_c W_es W_w (1 − NZCC) over the frozen windows (eq. 2) for synthetic segments S."""
+        """Σ W_c W_es W_w χ over the frozen windows (eq. 2) for synthetic segments S; χ = 1 − NZCC
+        or the `misfit` parameter's alternative."""
         if S.size == 0:
             return 0.0
-        chi, _ = nzcc_misfit_and_adjoint(S, self.U, self.taper, self.dt)
+        if self.cfg["misfit"] == "nzcc":
+            chi, _ = nzcc_misfit_and_adjoint(S, self.U, self.taper, self.dt)
+        else:
+            chi, _ = self.other_misfit(S)
         w = self.wc * self.weights
         return float(np.sum(np.where(w > 0, w * np.nan_to_num(chi, nan=0.0), 0.0)))
 
