@@ -7,64 +7,21 @@ one-line summary.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 import time
 from collections import defaultdict
 
-import obspy
-from obspy import Inventory, Stream
 
 from seisflows_eara import params
 from seisflows_eara.cli import COMMANDS
+from obspy import Stream
+
 from seisflows_eara.io.specfem_traces import read_synthetics, write_adjoint_source
+from seisflows_eara.io.waveforms import read_inventory, read_observed
 from seisflows_eara.io.stations import read_stations, write_stations
 from seisflows_eara.measure import Config, event_from_file, measure_event
 from seisflows_eara.processing import read_misorientation_table
-
-
-def read_observed(path: str, reference_time: obspy.UTCDateTime) -> tuple[Stream, Inventory | None]:
-    """Observed waveforms from an ASDF file (with its StationXML), a waveform file, a directory
-    of waveform files (any format obspy reads) or of SPECFEM `*.sem.ascii` files (time axis relative
-    to `reference_time`). A corrupt file raises an error naming it."""
-    if path.endswith((".h5", ".asdf")):
-        import pyasdf
-        st, inv = Stream(), Inventory()
-        with pyasdf.ASDFDataSet(path, mode="r") as ds:
-            for sta in ds.waveforms:
-                for tag in sta.get_waveform_tags():
-                    st += sta[tag]
-                if "StationXML" in sta:
-                    inv += sta.StationXML
-        return st, (inv if len(inv) else None)
-    if os.path.isdir(path) and glob.glob(os.path.join(path, "*.sem.ascii")):
-        return read_synthetics(path, reference_time), None
-    files = sorted(glob.glob(os.path.join(path, "*"))) if os.path.isdir(path) else [path]
-    if not files or not os.path.exists(files[0]):
-        raise FileNotFoundError(f"observed data {path!r} not found")
-    st = Stream()
-    for f in files:
-        if f.endswith((".xml", ".md", ".txt", ".json")):
-            continue
-        try:
-            st += obspy.read(f)
-        except Exception as e:
-            raise ValueError(f"cannot read observed waveform file {f}: {e}") from e
-    return st, None
-
-
-def read_inventory(path: str | None) -> Inventory | None:
-    if not path:
-        return None
-    files = sorted(glob.glob(os.path.join(path, "*.xml"))) if os.path.isdir(path) else [path]
-    inv = Inventory()
-    for f in files:
-        try:
-            inv += obspy.read_inventory(f)
-        except Exception as e:
-            raise ValueError(f"cannot read StationXML file {f}: {e}") from e
-    return inv
 
 
 def run_measure(config: str, cmtsolution: str, stations: str, observed: str, synthetics: str,

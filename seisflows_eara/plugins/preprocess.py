@@ -1,10 +1,35 @@
-"""Preprocess plugin `eara_nzcc`: EARA processing, windows, NZCC misfit and weights (SPEC §2-4)."""
+"""Preprocess plugin `eara_nzcc`: EARA processing, windows, NZCC misfit and weights (SPEC §2-4).
+
+Data flow of `quantify_misfit` for one event (SeisFlows calls it in the event's task):
+  solver DATA/CMTSOLUTION, DATA/STATIONS   -> event centroid, station list
+  traces/obs (any obspy format or ASDF; StationXML *.xml beside them)  -> observed
+  traces/syn (SPECFEM *.sem.ascii)         -> synthetics
+  seisflows_eara.measure.measure_event     -> table, misfit, adjoint sources, frozen windows
+  writes: adjoint sources NET.STA.MX[NEZ].adj for every station of STATIONS (zeros where nothing
+  was measured) + DATA/STATIONS_ADJOINT; the residuals file (one weighted window misfit per line,
+  so `sum_residuals` is eq. 2); output/measurements/<evaluation>/<event>.csv; and the frozen
+  windows (scratch/preprocess/<evaluation>/<event>.pkl) for line searches.
+"""
 from __future__ import annotations
 
+import glob
+import os
+import pickle
+from collections import defaultdict
+
+import numpy as np
+import obspy
 from seisflows.preprocess.default import Default
 
 from seisflows_eara import params
+from seisflows_eara.io.atomic import atomic_open, atomic_write_text
+from seisflows_eara.io.specfem_traces import read_synthetics, write_adjoint_source
+from seisflows_eara.io.stations import read_stations, write_stations
+from seisflows_eara.io.waveforms import read_inventory, read_observed
+from seisflows_eara.measure import Config, EventMeasurement, PreparedEvent, event_from_file, \
+    measure_event
 from seisflows_eara.plugins.base import EaraParameters
+from seisflows_eara.processing import read_misorientation_table
 
 
 class EaraNzcc(EaraParameters, Default):
@@ -14,10 +39,123 @@ class EaraNzcc(EaraParameters, Default):
         "Processing, predicted-traveltime windows in six categories, 1 - NZCC misfit with its exact\n"
         "adjoint source, and categorical / geographic / quality weights (SPEC.md §2-4).")
 
-    def __init__(self, **kwargs):
+    def __init__(self, path_output: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self._init_eara(kwargs)
+        workdir = kwargs.get("workdir", os.getcwd())
+        self.path["output"] = path_output or os.path.join(workdir, "output")
 
     def check(self) -> None:
+        """EARA keys by params.py; SeisFlows' own `misfit` list does not know ours, so its check
+        runs without it."""
         self._check_eara()
-        super().check()
+        ours, self.misfit = self.misfit, None
+        try:
+            super().check()
+        finally:
+            self.misfit = ours
+
+    # ------------------------------------------------------------------ locations
+    def measurement_file(self, evaluation: str, event: str) -> str:
+        return os.path.join(self.path.output, "measurements", evaluation, f"{event}.csv")
+
+    def prepared_file(self, evaluation: str, event: str) -> str:
+        return os.path.join(self.path.scratch, evaluation, f"{event}.pkl")
+
+    # ------------------------------------------------------------------ SeisFlows contract
+    def quantify_misfit(self, source_name: str | None = None, save_residuals: str | None = None,
+                        export_residuals: str | None = None, save_adjsrcs: str | None = None,
+                        iteration: int = 1, step_count: int = 0, syn_path: str | None = None,
+                        stage: int = 1, step_key: str | None = None, **kwargs) -> EventMeasurement:
+        """Measure one event and write its adjoint sources, residuals and table (module doc)."""
+        from seisflows.tools.config import get_task_id
+        event_name = source_name or self._source_names[get_task_id()]
+        cwd = os.path.join(self.path.solver, event_name)
+        syn_path = syn_path or os.path.join(cwd, "traces", "syn")
+        obs_path = os.path.join(cwd, "traces", "obs")
+        evaluation = (step_key or f"i{iteration:02d}s{step_count:02d}").replace("/", "_")
+        m = self.measure(event_name, os.path.join(cwd, "DATA"), obs_path, syn_path, stage,
+                         iteration, step_count)
+        table = m.table
+        out = self.measurement_file(evaluation, event_name)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with atomic_open(out, "w") as f:
+            table.to_csv(f, index=False, float_format="%.6g")
+        with atomic_open(self.prepared_file(evaluation, event_name), "wb") as f:
+            pickle.dump(m.prepared, f)
+        if save_adjsrcs:
+            self.write_adjoint_sources(m, os.path.join(cwd, "DATA"), save_adjsrcs)
+        if save_residuals:
+            ok = table[table.status == "ok"].misfit.to_numpy()
+            os.makedirs(os.path.dirname(os.path.abspath(save_residuals)), exist_ok=True)
+            atomic_write_text(save_residuals, "".join(f"{x:.12e}\n" for x in ok) or "0.0\n")
+            if export_residuals:
+                os.makedirs(export_residuals, exist_ok=True)
+                atomic_write_text(os.path.join(export_residuals, os.path.basename(save_residuals)),
+                                  open(save_residuals).read())
+        return m
+
+    @staticmethod
+    def sum_residuals(residuals: np.ndarray) -> float:
+        """Eq. (2): the residual files hold the weighted window misfits W_c W_es W_w (1 − NZCC)."""
+        return float(np.sum(residuals))
+
+    # ------------------------------------------------------------------ the work
+    def measure(self, event_name: str, data_dir: str, obs_path: str, syn_path: str, stage: int,
+                iteration: int = 0, step: int = 0) -> EventMeasurement:
+        """Read the event's files and run the measurement chain; errors name the file/event."""
+        cmt = os.path.join(data_dir, "CMTSOLUTION")
+        event = event_from_file(cmt)
+        stations = read_stations(os.path.join(data_dir, "STATIONS"))
+        observed, inventory = read_observed_dir(obs_path, event.time)
+        if not len(observed):
+            raise FileNotFoundError(f"event {event_name}: no observed data in {obs_path}")
+        synthetics = read_synthetics(syn_path, event.time)
+        by_station: dict[str, obspy.Stream] = defaultdict(obspy.Stream)
+        for tr in observed:
+            by_station[f"{tr.stats.network}.{tr.stats.station}"] += tr
+        return measure_event(event, stations, dict(by_station), synthetics,
+                             Config(self.eara, stage), inventory=inventory,
+                             observed_processed=inventory is None,
+                             misorientation=read_misorientation_table(self.misorientation_file),
+                             iteration=iteration, step=step)
+
+    @staticmethod
+    def write_adjoint_sources(m: EventMeasurement, data_dir: str, folder: str) -> None:
+        """NET.STA.MX[NEZ].adj for every station of STATIONS (zeros where unmeasured, on the time
+        axis of the event's synthetics) and DATA/STATIONS_ADJOINT listing them."""
+        os.makedirs(folder, exist_ok=True)
+        stations = read_stations(os.path.join(data_dir, "STATIONS"))
+        if not m.adjoint_times:
+            raise ValueError(f"no synthetics were read for any station of {data_dir}/STATIONS")
+        any_axis = next(iter(m.adjoint_times.values()))
+        for s in stations:
+            times = m.adjoint_times.get(s.code, any_axis)
+            adj = m.adjoint.get(s.code, np.zeros((3, times.size)))
+            for i, c in enumerate("NEZ"):
+                write_adjoint_source(folder, s.network, s.station, f"MX{c}", times, adj[i])
+        write_stations(os.path.join(data_dir, "STATIONS_ADJOINT"), stations)
+
+    def load_prepared(self, evaluation: str, event: str) -> PreparedEvent:
+        """The frozen windows and weights of an earlier `quantify_misfit` (line searches)."""
+        path = self.prepared_file(evaluation.replace("/", "_"), event)
+        try:
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        except (OSError, pickle.UnpicklingError) as e:
+            raise FileNotFoundError(f"event {event}: frozen measurement {path} unavailable ({e}); "
+                                    "re-run the forward step of this iteration") from e
+
+
+def read_observed_dir(path: str, reference_time: obspy.UTCDateTime
+                      ) -> tuple[obspy.Stream, obspy.Inventory | None]:
+    """Observed data of one event: waveform files of any obspy format, SPECFEM ascii, or ASDF, with
+    StationXML files (*.xml) beside them. No StationXML: the data are displacement in m."""
+    asdf = glob.glob(os.path.join(path, "*.h5")) + glob.glob(os.path.join(path, "*.asdf"))
+    if asdf:
+        st, inv = read_observed(asdf[0], reference_time)
+        return st, inv
+    xml = sorted(glob.glob(os.path.join(path, "*.xml")))
+    inv = read_inventory(path) if xml else None
+    st, _ = read_observed(path, reference_time)
+    return st, inv

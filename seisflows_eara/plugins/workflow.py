@@ -19,7 +19,6 @@ import os
 import traceback
 
 from seisflows import logger
-from seisflows.tools import msg
 from seisflows.workflow.inversion import Inversion
 
 from seisflows_eara import params
