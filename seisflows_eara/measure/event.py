@@ -95,6 +95,9 @@ class EventMeasurement:
     adjoint_times: dict[str, np.ndarray]      # "NET.STA" -> solver time axis (s after centroid)
     prepared: "PreparedEvent | None" = None
     adjoint_by_category: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    #: (code, band) -> (times, observed (3, n) Z/R/T, synthetic (3, n)) when keep_processed
+    processed: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict)
 
 
 def _row(event, st: Station, **kw) -> dict:
@@ -108,10 +111,12 @@ def _row(event, st: Station, **kw) -> dict:
 def measure_event(event: EventInfo, stations: list[Station], observed: dict[str, Stream],
                   synthetics: Stream, cfg: Config, inventory: Inventory | None = None,
                   observed_processed: bool = False, misorientation: dict[str, float] | None = None,
-                  iteration: int = 0, step: int = 0) -> EventMeasurement:
+                  iteration: int = 0, step: int = 0, keep_processed: bool = False
+                  ) -> EventMeasurement:
     """Measure one event. `observed` maps "NET.STA" to its raw Stream (counts, with `inventory`)
     or to displacement already in Z/N/E or Z/R/T (`observed_processed=True`). `synthetics` holds
-    SPECFEM's displacement in N/E/Z for all stations. Bad data become rejected rows."""
+    SPECFEM's displacement in N/E/Z for all stations. Bad data become rejected rows.
+    `keep_processed` keeps the processed Z/R/T traces per (station, band) for figures."""
     v = cfg.values
     misorientation = misorientation or {}
     cats = list(v["categories"])
@@ -267,7 +272,11 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         if code not in adjoint:
             adjoint[code] = np.zeros((3, prepared.solver_times[code].size))
             times[code] = prepared.solver_times[code]
-    return EventMeasurement(table, misfit, adjoint, times, prepared, by_cat)
+    processed = {}
+    if keep_processed:
+        for (k, band_name), obs_b in seg_obs.items():
+            processed[(stations[k].code, band_name)] = (axes[k].times, obs_b, seg_syn[(k, band_name)])
+    return EventMeasurement(table, misfit, adjoint, times, prepared, by_cat, processed)
 
 
 def combine_adjoint(by_category: dict[str, dict[str, np.ndarray]], wc: dict[str, float],

@@ -1,0 +1,1 @@
+"""Model assessment: figures and derived quantities (SPEC §7, paper §3)."""
