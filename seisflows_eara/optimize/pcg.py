@@ -1,0 +1,130 @@
+"""Preconditioned Polak-Ribière conjugate gradient with Powell restarts (SPEC §6, paper App. C).
+
+Model and gradient are dicts of parameter name -> array (δln m; any shapes), so the Powell test can
+be made per parameter as SPEC requires. With P the (diagonal) preconditioner:
+    d_i = −P g_i + β d_{i−1},
+    β   = (g_i − g_{i−1})·P g_i / (g_{i−1}·P g_{i−1})     (printed eq. C2 has d for g: circular)
+β = 0 at the first iteration of a stage, when the Powell ratio
+    R = P g_i·P g_{i−1} / (P g_{i−1}·P g_{i−1})
+exceeds the threshold for every parameter, and when d is not a descent direction (g·d >= 0).
+The recursion runs on the raw directions; the direction returned for the line search is normalized
+to max|d| = 1 so a step ε is a relative model perturbation.
+The state (g, Pg, d of the last iteration) is saved atomically so a resumed run continues the same
+sequence.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from seisflows_eara.io.atomic import atomic_write_bytes, atomic_write_text
+
+Fields = dict[str, np.ndarray]
+
+
+def dot(a: Fields, b: Fields) -> float:
+    return float(sum(np.vdot(a[k], b[k]).real for k in a))
+
+
+def scale(a: Fields, s: float) -> Fields:
+    return {k: v * s for k, v in a.items()}
+
+
+def axpy(alpha: float, x: Fields, y: Fields) -> Fields:
+    """alpha·x + y."""
+    return {k: alpha * x[k] + y[k] for k in x}
+
+
+def max_abs(a: Fields) -> float:
+    return max(float(np.max(np.abs(v))) for v in a.values())
+
+
+@dataclass
+class Direction:
+    d: Fields                   # normalized, max|d| = 1
+    raw: Fields                 # the CG recursion's direction (saved for the next iteration)
+    beta: float
+    restarted: bool
+    reason: str
+    powell_ratio: dict[str, float] = field(default_factory=dict)
+    scale: float = 1.0          # d (normalized) = raw direction × scale
+
+
+def powell_ratios(pg: Fields, pg_prev: Fields) -> dict[str, float]:
+    """R per parameter: Pg_i·Pg_{i−1} / (Pg_{i−1}·Pg_{i−1})."""
+    out = {}
+    for k in pg:
+        den = float(np.vdot(pg_prev[k], pg_prev[k]).real)
+        out[k] = float(np.vdot(pg[k], pg_prev[k]).real) / den if den > 0 else np.inf
+    return out
+
+
+def pr_direction(g: Fields, pg: Fields, prev: tuple[Fields, Fields, Fields] | None,
+                 powell_threshold: float, normalize: bool = True) -> Direction:
+    """Direction of iteration i from the gradient g, preconditioned gradient pg = P g and the
+    previous (g, Pg, raw d) (None at the first iteration of a stage)."""
+    steepest = scale(pg, -1.0)
+    beta, reason, ratios = 0.0, "", {}
+    if prev is None:
+        reason = "first iteration of the stage"
+    else:
+        g0, pg0, d0 = prev
+        ratios = powell_ratios(pg, pg0)
+        den = dot(g0, pg0)
+        if all(r > powell_threshold for r in ratios.values()):
+            reason = f"Powell restart: R > {powell_threshold} for every parameter"
+        elif den <= 0:
+            reason = "previous g·Pg <= 0"
+        else:
+            beta = dot({k: g[k] - g0[k] for k in g}, pg) / den
+    d = steepest if beta == 0.0 else axpy(beta, prev[2], steepest)
+    if beta != 0.0 and dot(g, d) >= 0:
+        d, beta, reason = steepest, 0.0, "not a descent direction"
+    s = 1.0
+    if normalize:
+        m = max_abs(d)
+        s = 1.0 / m if m > 0 else 1.0
+    return Direction(scale(d, s), d, beta, beta == 0.0, reason, ratios, s)
+
+
+class OptimizerState:
+    """g, Pg, raw d of the last accepted iteration, per stage, saved atomically in `folder`
+    as one .npz per field set plus a JSON index."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def _index(self) -> dict:
+        p = os.path.join(self.folder, "pcg_state.json")
+        if not os.path.exists(p):
+            return {}
+        with open(p) as f:
+            return json.load(f)
+
+    def save(self, stage: int, iteration: int, g: Fields, pg: Fields, d: Fields,
+             info: dict | None = None) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        for name, fields in (("g", g), ("pg", pg), ("d", d)):
+            buf = io.BytesIO()
+            np.savez(buf, **fields)
+            atomic_write_bytes(os.path.join(self.folder, f"{name}_s{stage}_i{iteration:03d}.npz"),
+                               buf.getvalue())
+        idx = self._index()
+        idx[str(stage)] = dict(iteration=iteration, **(info or {}))
+        atomic_write_text(os.path.join(self.folder, "pcg_state.json"), json.dumps(idx, indent=1))
+
+    def previous(self, stage: int) -> tuple[Fields, Fields, Fields] | None:
+        """(g, Pg, d) of the last saved iteration of `stage`, or None (a new stage restarts)."""
+        entry = self._index().get(str(stage))
+        if entry is None:
+            return None
+        it = entry["iteration"]
+        out = []
+        for name in ("g", "pg", "d"):
+            with np.load(os.path.join(self.folder, f"{name}_s{stage}_i{it:03d}.npz")) as z:
+                out.append({k: z[k] for k in z.files})
+        return tuple(out)
