@@ -43,6 +43,10 @@ class Step:
     def is_simulation(self) -> bool:
         return self.task in SIMULATION_TASKS
 
+    def sibling(self, task: str) -> "Step":
+        """Another task of the same iteration (e.g. the forward whose windows a line search uses)."""
+        return Step(self.stage, self.kind, self.iteration, task, self.structure_index)
+
 
 def plan(values: dict[str, Any]) -> list[Step]:
     """All steps of a run, in order, from the stage schedule in `values` (params.py keys)."""
@@ -117,6 +121,13 @@ class EventMarkers:
 
     def mark(self, step: Step, event: str) -> None:
         atomic_write_text(self._path(step, event), "")
+
+    def clear(self, step: Step) -> None:
+        """Forget which events finished `step` (a line-search retry repeats its trial forward)."""
+        folder = os.path.join(self.root, step.key)
+        if os.path.isdir(folder):
+            for f in os.listdir(folder):
+                os.remove(os.path.join(folder, f))
 
     def events(self, step: Step) -> list[str]:
         folder = os.path.join(self.root, step.key)

@@ -114,15 +114,21 @@ class OptimizerState:
             atomic_write_bytes(os.path.join(self.folder, f"{name}_s{stage}_i{iteration:03d}.npz"),
                                buf.getvalue())
         idx = self._index()
-        idx[str(stage)] = dict(iteration=iteration, **(info or {}))
+        entries = [e for e in idx.get(str(stage), []) if e["iteration"] != iteration]
+        idx[str(stage)] = sorted(entries + [dict(iteration=iteration, **(info or {}))],
+                                 key=lambda e: e["iteration"])
         atomic_write_text(os.path.join(self.folder, "pcg_state.json"), json.dumps(idx, indent=1))
 
-    def previous(self, stage: int) -> tuple[Fields, Fields, Fields] | None:
-        """(g, Pg, d) of the last saved iteration of `stage`, or None (a new stage restarts)."""
-        entry = self._index().get(str(stage))
-        if entry is None:
+    def previous(self, stage: int, before: int | None = None
+                 ) -> tuple[Fields, Fields, Fields] | None:
+        """(g, Pg, d) of the last saved iteration of `stage` earlier than `before` (all when None),
+        or None (a new stage restarts). `before` makes a repeated direction step after a crash
+        read the same previous iteration as the first attempt."""
+        entries = [e for e in self._index().get(str(stage), [])
+                   if before is None or e["iteration"] < before]
+        if not entries:
             return None
-        it = entry["iteration"]
+        it = entries[-1]["iteration"]
         out = []
         for name in ("g", "pg", "d"):
             with np.load(os.path.join(self.folder, f"{name}_s{stage}_i{it:03d}.npz")) as z:

@@ -19,6 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 import obspy
+import pandas as pd
 from seisflows.preprocess.default import Default
 
 from seisflows_eara import params
@@ -28,6 +29,7 @@ from seisflows_eara.io.stations import read_stations, write_stations
 from seisflows_eara.io.waveforms import read_inventory, read_observed
 from seisflows_eara.measure import Config, EventMeasurement, PreparedEvent, event_from_file, \
     measure_event
+from seisflows_eara.measure.event import combine_adjoint
 from seisflows_eara.plugins.base import EaraParameters
 from seisflows_eara.processing import read_misorientation_table
 
@@ -62,6 +64,66 @@ class EaraNzcc(EaraParameters, Default):
     def prepared_file(self, evaluation: str, event: str) -> str:
         return os.path.join(self.path.scratch, evaluation, f"{event}.pkl")
 
+    def adjoint_parts_file(self, evaluation: str, event: str) -> str:
+        """Adjoint sources per category before W_c (for the all-event W_c of the structure misfit)."""
+        return os.path.join(self.path.scratch, evaluation, f"{event}.adjoint_parts.pkl")
+
+    def load_table(self, evaluation: str, event: str) -> pd.DataFrame:
+        path = self.measurement_file(evaluation.replace("/", "_"), event)
+        try:
+            return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        except OSError as e:
+            raise FileNotFoundError(f"event {event}: measurement table {path} missing ({e})") from e
+
+    def global_category_weights(self, evaluation: str, events: list[str]) -> dict[str, float]:
+        """W_c = 1 / (windows with W_w > 0 in category c over ALL events) — the structure misfit's
+        categorical weight (Table 1); per-event W_c (eq. 9) is what quantify_misfit uses."""
+        counts: dict[str, int] = defaultdict(int)
+        for e in events:
+            t = self.load_table(evaluation, e)
+            ok = t[(t.status == "ok") & (t.w_quality > 0)]
+            for c, n in ok.category.value_counts().items():
+                counts[str(c)] += int(n)
+        return {c: 1.0 / n for c, n in counts.items() if n}
+
+    def weighted_misfit(self, evaluation: str, events: list[str], wc: dict[str, float]
+                        ) -> dict[str, float]:
+        """Eq. (2) with the given W_c: per category and 'total' over `events`."""
+        out: dict[str, float] = defaultdict(float)
+        for e in events:
+            t = self.load_table(evaluation, e)
+            ok = t[t.status == "ok"]
+            part = ok.w_quality * ok.w_geographic * (1.0 - ok.nzcc) * ok.category.map(wc).fillna(0.0)
+            for c, x in part.groupby(ok.category).sum().items():
+                out[str(c)] += float(x)
+        out["total"] = float(sum(v for k, v in out.items()))
+        return dict(out)
+
+    def window_counts(self, evaluation: str, events: list[str]) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for e in events:
+            t = self.load_table(evaluation, e)
+            ok = t[(t.status == "ok") & (t.weight > 0)]
+            for c, n in ok.category.value_counts().items():
+                counts[str(c)] += int(n)
+        counts["total"] = int(sum(counts.values()))
+        return dict(counts)
+
+    def write_weighted_adjoint_sources(self, evaluation: str, event: str, wc: dict[str, float],
+                                       data_dir: str, folder: str) -> None:
+        """Adjoint sources of an earlier measurement recombined with the categorical weights `wc`
+        (eq. 3), written like quantify_misfit's (all STATIONS, zeros where unmeasured)."""
+        path = self.adjoint_parts_file(evaluation.replace("/", "_"), event)
+        try:
+            with open(path, "rb") as f:
+                by_category, times = pickle.load(f)
+        except (OSError, pickle.UnpicklingError) as e:
+            raise FileNotFoundError(f"event {event}: adjoint parts {path} unavailable ({e}); "
+                                    "re-run the forward step of this iteration") from e
+        adjoint, _ = combine_adjoint(by_category, wc, times)
+        m = EventMeasurement(pd.DataFrame(), 0.0, adjoint, times)
+        self.write_adjoint_sources(m, data_dir, folder)
+
     # ------------------------------------------------------------------ SeisFlows contract
     def quantify_misfit(self, source_name: str | None = None, save_residuals: str | None = None,
                         export_residuals: str | None = None, save_adjsrcs: str | None = None,
@@ -83,6 +145,8 @@ class EaraNzcc(EaraParameters, Default):
             table.to_csv(f, index=False, float_format="%.6g")
         with atomic_open(self.prepared_file(evaluation, event_name), "wb") as f:
             pickle.dump(m.prepared, f)
+        with atomic_open(self.adjoint_parts_file(evaluation, event_name), "wb") as f:
+            pickle.dump((m.adjoint_by_category, m.adjoint_times), f)
         if save_adjsrcs:
             self.write_adjoint_sources(m, os.path.join(cwd, "DATA"), save_adjsrcs)
         if save_residuals:

@@ -1,10 +1,43 @@
-"""Solver plugin `eara_globe`: SPECFEM3D_GLOBE with model updates applied (SPEC §6)."""
+"""Solver plugin `eara_globe`: SPECFEM3D_GLOBE with model updates applied (SPEC §5-6).
+
+Per event, in the event's working directory scratch/solver/<event>/ (set up by SeisFlows):
+
+  import_model(dir)            GLL files proc*_reg1_<par>.bin -> DATA/GLL/, Par_file MODEL = GLL;
+                               the mesher re-runs before the next simulation (SeisFlows 2.3.1 never
+                               did this, so its GLOBE model updates were silently ignored, #175)
+  forward_simulation(...)      SIMULATION_TYPE 1 -> OUTPUT_FILES/*.sem.ascii moved to `save_traces`
+  adjoint_simulation(...)      SIMULATION_TYPE 3 with SEM/*.adj -> every proc*_reg?_*_kernel.bin
+                               (TISO kernels and the pseudo-Hessian `hess`) moved to `save_kernels`
+  source_adjoint_simulation()  SIMULATION_TYPE 2 -> OUTPUT_FILES/src_frechet.000001 to a file
+
+A failing binary raises SolverError naming the event, command and log (2.3.1 called sys.exit,
+which kills the whole task without a trace of which event failed). SPECFEM builds that compile the
+Par_file into the solver (v7.0.x) need one binary per simulation type: `specfem_solver_binaries`.
+"""
 from __future__ import annotations
 
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+
+from seisflows import logger
 from seisflows.solver.specfem3d_globe import Specfem3DGlobe
+from seisflows.tools.specfem import getpar, setpar
 
 from seisflows_eara import params
+from seisflows_eara.io.atomic import atomic_write_text
 from seisflows_eara.plugins.base import EaraParameters
+
+GLL_DIR = os.path.join("DATA", "GLL")                 # SPECFEM3D_GLOBE PATHNAME_GLL_modeldir
+MODEL_STAMP = os.path.join(GLL_DIR, "model_id.txt")   # which model DATA/GLL holds
+MESH_STAMP = "meshed_model_id.txt"                     # in LOCAL_PATH: which model was meshed
+FRECHET = os.path.join("OUTPUT_FILES", "src_frechet.000001")
+
+
+class SolverError(RuntimeError):
+    """A SPECFEM binary failed or left no output; the message names the event, command and log."""
 
 
 class EaraGlobe(EaraParameters, Specfem3DGlobe):
@@ -18,7 +51,174 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
                  **kwargs):
         super().__init__(materials=materials, density=density, regions=regions, **kwargs)
         self._init_eara(kwargs)
+        # the model files EARA reads and writes (crust/mantle, SPEC §6)
+        self.model_parameters = ["vpv", "vph", "vsv", "vsh", "eta", "rho"]
 
     def check(self) -> None:
         self._check_eara()
         super().check()
+
+    @property
+    def _binaries(self) -> dict[int, str]:
+        return dict(zip((1, 3, 2), self.specfem_solver_binaries))
+
+    # ------------------------------------------------------------------ model
+    def import_model(self, path_model: str) -> None:
+        """Install the GLL model in `path_model` as DATA/GLL of this event's directory, unless it
+        is already there; the mesher re-runs before the next simulation when the model changed."""
+        files = sorted(glob.glob(os.path.join(path_model, "proc*_reg1_*.bin")))
+        if not files:
+            raise SolverError(f"event {self.source_name}: no GLL model files proc*_reg1_*.bin in "
+                              f"{path_model}")
+        stamp = _model_id(files)
+        gll = os.path.join(self.cwd, GLL_DIR)
+        current = os.path.join(self.cwd, MODEL_STAMP)
+        if os.path.exists(current) and open(current).read() == stamp:
+            return
+        os.makedirs(gll, exist_ok=True)
+        for f in files:
+            tmp = os.path.join(gll, f".{os.path.basename(f)}.tmp")
+            shutil.copyfile(f, tmp)
+            os.replace(tmp, os.path.join(gll, os.path.basename(f)))
+        atomic_write_text(current, stamp)
+        setpar(key="MODEL", val="GLL", file=os.path.join(self.cwd, "DATA", "Par_file"))
+
+    def _mesh_if_needed(self) -> None:
+        """Run the mesher when the event's DATABASES hold no mesh of the current model."""
+        local = os.path.join(self.cwd, self.model_databases)
+        want = open(os.path.join(self.cwd, MODEL_STAMP)).read() \
+            if os.path.exists(os.path.join(self.cwd, MODEL_STAMP)) else "built-in"
+        have = os.path.join(local, MESH_STAMP)
+        if os.path.exists(have) and open(have).read() == want:
+            return
+        os.makedirs(local, exist_ok=True)
+        self._run(self.specfem_mesher_binary, "mesher.log")
+        atomic_write_text(have, want)
+
+    # ------------------------------------------------------------------ simulations
+    def forward_simulation(self, executables=None, save_traces: str | bool = False,
+                           export_traces: str | bool = False, save_forward: bool = True,
+                           **kwargs) -> None:
+        """SIMULATION_TYPE 1; the synthetics go to `save_traces` (replacing what was there)."""
+        self._set_par(SIMULATION_TYPE="1", SAVE_FORWARD=f".{str(bool(save_forward)).lower()}.")
+        self._mesh_if_needed()
+        for old in glob.glob(os.path.join(self.cwd, "OUTPUT_FILES", "*.sem.ascii")):
+            os.remove(old)
+        self._run(self._binaries[1], "forward.log")
+        traces = glob.glob(os.path.join(self.cwd, "OUTPUT_FILES", "*.sem.ascii"))
+        if not traces:
+            raise SolverError(f"event {self.source_name}: the forward run wrote no *.sem.ascii; "
+                              f"see {os.path.join(self.cwd, 'forward.log')}")
+        if export_traces:
+            os.makedirs(export_traces, exist_ok=True)
+            for f in traces:
+                shutil.copy(f, export_traces)
+        if save_traces:
+            _fresh_dir(save_traces)
+            for f in traces:
+                shutil.move(f, os.path.join(save_traces, os.path.basename(f)))
+
+    def adjoint_simulation(self, executables=None, save_kernels: str | bool = False,
+                           export_kernels: str | bool = False,
+                           adjoint_sources: str | None = None) -> None:
+        """SIMULATION_TYPE 3 with the adjoint sources in `adjoint_sources` (default traces/adj);
+        all kernel files of the run, the Hessian included, are moved to `save_kernels`."""
+        self._prepare_adjoint(adjoint_sources)
+        self._set_par(SIMULATION_TYPE="3", SAVE_FORWARD=".false.", ANISOTROPIC_KL=".true.",
+                      SAVE_TRANSVERSE_KL_ONLY=".true.", APPROXIMATE_HESS_KL=".true.")
+        local = os.path.join(self.cwd, self.model_databases)
+        for old in glob.glob(os.path.join(local, "proc*_reg?_*_kernel.bin")):
+            os.remove(old)
+        self._run(self._binaries[3], "kernel.log")
+        kernels = glob.glob(os.path.join(local, "proc*_reg?_*_kernel.bin"))
+        if not kernels:
+            raise SolverError(f"event {self.source_name}: the kernel run wrote no kernels in "
+                              f"{local}; see {os.path.join(self.cwd, 'kernel.log')}")
+        if export_kernels:
+            os.makedirs(export_kernels, exist_ok=True)
+            for f in kernels:
+                shutil.copy(f, export_kernels)
+        if save_kernels:
+            _fresh_dir(save_kernels)
+            for f in kernels:
+                shutil.move(f, os.path.join(save_kernels, os.path.basename(f)))
+        if self.prune_scratch:
+            for f in glob.glob(os.path.join(local, "proc*_reg?_absorb_buffer.bin")):
+                os.remove(f)
+
+    def source_adjoint_simulation(self, save_frechet: str,
+                                  adjoint_sources: str | None = None) -> None:
+        """SIMULATION_TYPE 2: source Fréchet derivatives only (no wavefield reconstruction, so no
+        saved forward needed); OUTPUT_FILES/src_frechet.000001 is moved to `save_frechet`."""
+        self._prepare_adjoint(adjoint_sources)
+        self._set_par(SIMULATION_TYPE="2", SAVE_FORWARD=".false.")
+        out = os.path.join(self.cwd, FRECHET)
+        if os.path.exists(out):
+            os.remove(out)
+        self._run(self._binaries[2], "source_adjoint.log")
+        if not os.path.exists(out):
+            raise SolverError(f"event {self.source_name}: the source-adjoint run wrote no "
+                              f"{FRECHET}; see {os.path.join(self.cwd, 'source_adjoint.log')}")
+        os.makedirs(os.path.dirname(os.path.abspath(save_frechet)), exist_ok=True)
+        shutil.move(out, save_frechet)
+
+    # ------------------------------------------------------------------ helpers
+    def _prepare_adjoint(self, adjoint_sources: str | None) -> None:
+        """SEM -> the folder of adjoint sources; STATIONS_ADJOINT must exist."""
+        src = os.path.abspath(adjoint_sources or os.path.join(self.cwd, "traces", "adj"))
+        if not glob.glob(os.path.join(src, "*.adj")):
+            raise SolverError(f"event {self.source_name}: no adjoint sources *.adj in {src}")
+        sem = os.path.join(self.cwd, "SEM")
+        if os.path.islink(sem) or os.path.isfile(sem):
+            os.remove(sem)
+        elif os.path.isdir(sem):
+            shutil.rmtree(sem)
+        os.symlink(src, sem)
+        if not os.path.exists(os.path.join(self.cwd, "DATA", "STATIONS_ADJOINT")):
+            raise SolverError(f"event {self.source_name}: DATA/STATIONS_ADJOINT missing in "
+                              f"{self.cwd} (the preprocess writes it with the adjoint sources)")
+
+    def _set_par(self, **values: str) -> None:
+        par = os.path.join(self.cwd, "DATA", "Par_file")
+        for key, val in values.items():
+            setpar(key=key, val=val, file=par)
+
+    def _run(self, binary: str, log: str) -> None:
+        """Run bin/<binary> (under `mpiexec -n nproc` when set) in the event's directory."""
+        exe = os.path.join("bin", binary)
+        if not os.path.exists(os.path.join(self.cwd, exe)):
+            raise SolverError(f"event {self.source_name}: executable {exe} not found in "
+                              f"{self.cwd} (copied from path_specfem_bin at setup)")
+        cmd = f"./{exe}"
+        if self._mpiexec:
+            cmd = f"{self._mpiexec} -n {self.nproc} {cmd}"
+        logger.debug(f"{self.source_name}: {cmd}")
+        with open(os.path.join(self.cwd, log), "w") as f:
+            rc = subprocess.run(cmd, shell=True, cwd=self.cwd, stdout=f, stderr=subprocess.STDOUT
+                                ).returncode
+        if rc != 0:
+            with open(os.path.join(self.cwd, log)) as f:
+                tail = "".join(f.readlines()[-5:])
+            raise SolverError(f"event {self.source_name}: `{cmd}` exited with {rc}; log "
+                              f"{os.path.join(self.cwd, log)} ends with:\n{tail}")
+
+    def par_value(self, key: str) -> str:
+        """A value of the event's Par_file (e.g. RECORD_LENGTH_IN_MINUTES)."""
+        return getpar(key=key, file=os.path.join(self.cwd, "DATA", "Par_file"))[1]
+
+
+def _model_id(files: list[str]) -> str:
+    """Identity of a model: the names and content digests of its files."""
+    h = hashlib.sha1()
+    for f in files:
+        h.update(os.path.basename(f).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _fresh_dir(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    os.makedirs(path)

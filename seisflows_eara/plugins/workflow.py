@@ -15,6 +15,7 @@ steps and the misfit history in a JSON state file written atomically after every
 """
 from __future__ import annotations
 
+import json
 import os
 import traceback
 
@@ -120,13 +121,205 @@ class EaraInversion(EaraParameters, Inversion):
         base = os.path.join(self.path.eval_grad, "kernels", step.key)
         return base if event is None else os.path.join(base, event, "")
 
+    def frechet_path(self, step: Step, event: str) -> str:
+        return os.path.join(self.path.eval_grad, "src_frechet", step.key, f"{event}.txt")
+
+    def direction_path(self, step: Step) -> str:
+        return os.path.join(self.path.output, "directions", step.key.replace("/", "_"))
+
+    # ------------------------------------------------------------------ SeisFlows entry points
+    def setup(self) -> None:
+        """SeisFlows' setup (working directories, modules), then the EARA state: the current model
+        starts as path_model_init; the misfit history and markers live beside the state file."""
+        super().setup()
+        state = self.state
+        if "model" not in state.records:
+            if not self.path.model_init or not os.path.isdir(self.path.model_init):
+                raise FileNotFoundError(f"path_model_init {self.path.model_init!r} is not a folder "
+                                        "of GLL model files (proc*_reg1_<par>.bin)")
+            state.records["model"] = os.path.abspath(self.path.model_init)
+            state.save()
+
+    def run(self) -> None:
+        """Every pending step of the schedule in order; the state is saved after each step, so
+        `seisflows resume` (or `submit` again) continues where a run stopped."""
+        state = self.state
+        steps = self.steps
+        logger.info(f"EARA schedule: {len(steps)} steps, {len(state.completed)} done")
+        for step in steps:
+            if state.is_done(step):
+                continue
+            logger.info(f"step {step.key}")
+            getattr(self, f"_step_{step.task}")(step)
+            state = self.state            # handlers may have updated the records
+            state.mark_done(step)
+            if self.stop_after and self.stop_after in (step.key, step.task):
+                logger.info(f"stop_after {self.stop_after}: stopping after {step.key}")
+                return
+        logger.info("EARA schedule finished")
+
+    # ------------------------------------------------------------------ steps
+    def _current_model(self) -> str:
+        return self.state.records["model"]
+
+    def _step_forward(self, step: Step) -> None:
+        """Forward of every event with the current model and sources, measured; structure steps
+        save the wavefield for the kernel run."""
+        model = self._current_model()
+
+        def task(step: Step) -> None:
+            self._forward(step, model, save_forward=step.kind == "structure")
+        self._run_events(step, task)
+        self._record_misfit(step)
+
+    def _step_final_forward(self, step: Step) -> None:
+        model = self._current_model()
+        self._run_events(step, lambda step: self._forward(step, model, save_forward=False))
+        self._record_misfit(step)
+
+    def _step_source_adjoint(self, step: Step) -> None:
+        """SIMULATION_TYPE 2 per event with the adjoint sources of this iteration's forward."""
+        model = self._current_model()
+
+        def task(step: Step) -> None:
+            event = self.solver.source_name
+            self._set_source(event)
+            self.solver.import_model(path_model=model)
+            self.solver.source_adjoint_simulation(
+                save_frechet=self.frechet_path(step, event),
+                adjoint_sources=os.path.join(self.solver.cwd, "traces", "adj"))
+            self._log_simulation(step, "source_adjoint")
+        self._run_events(step, task)
+
+    def _step_perturbed_forward(self, step: Step) -> None:
+        """The CMTSOLUTION at the trial step ε along the non-dimensional steepest descent (SPEC §5),
+        then one forward with it (not measured: the line search re-measures extrapolations)."""
+        model = self._current_model()
+        adjoint_step = step.sibling("source_adjoint")
+
+        def task(step: Step) -> None:
+            event = self.solver.source_name
+            trial = self.source_path(event, f"{_tag(step)}_trial")
+            self.optimize.source_trial(self.source_path(event), self.frechet_path(adjoint_step, event),
+                                       trial)
+            self._forward(step, model, source=f"{_tag(step)}_trial", save_forward=False,
+                          measure=False)
+        self._run_events(step, task)
+
+    def _step_source_update(self, step: Step) -> None:
+        """Bayesian optimization of (α, t') on extrapolated synthetics (eq. B3), per event; the new
+        CMTSOLUTION is kept in the event's history and becomes its current source."""
+        fwd, trial = step.sibling("forward"), step.sibling("perturbed_forward")
+
+        def task(step: Step) -> None:
+            event = self.solver.source_name
+            start = self.source_path(event, f"{_tag(step)}_start")
+            if not os.path.exists(start):      # the source this iteration started from
+                atomic_write_text(start, open(self._source_file(event)).read())
+            result = self.optimize.source_update(
+                prepared=self.preprocess.load_prepared(fwd.key, event),
+                cmt_path=start, frechet_path=self.frechet_path(step.sibling("source_adjoint"), event),
+                s0_path=self.traces_path(fwd, event), strial_path=self.traces_path(trial, event),
+                output=self.source_path(event, _tag(step)), event=event)
+            atomic_write_text(self.source_path(event), open(self.source_path(event, _tag(step))).read())
+            atomic_write_text(self.source_path(event, f"{_tag(step)}_linesearch.json"),
+                              json.dumps(result, indent=1, default=float))
+        self._run_events(step, task)
+
+    def _step_kernel(self, step: Step) -> None:
+        """Adjoint sources recombined with the all-event W_c, then the kernel run per event."""
+        fwd = step.sibling("forward")
+        wc = self.state.records["wc"][fwd.key]
+        model = self._current_model()
+
+        def task(step: Step) -> None:
+            event = self.solver.source_name
+            folder = os.path.join(self.solver.cwd, "traces", "adj")
+            self.preprocess.write_weighted_adjoint_sources(
+                fwd.key, event, wc, os.path.join(self.solver.cwd, "DATA"), folder)
+            self._set_source(event)
+            self.solver.import_model(path_model=model)
+            self.solver.adjoint_simulation(save_kernels=self.kernels_path(step, event),
+                                           adjoint_sources=folder)
+            self._log_simulation(step, "kernel")
+        self._run_events(step, task)
+
+    def _step_direction(self, step: Step) -> None:
+        """Damp, sum, precondition, smooth the event kernels; PR-CG direction; trial model m + εd."""
+        kernel_step = step.sibling("kernel")
+        events = {e: self.kernels_path(kernel_step, e) for e in self.solver.source_names}
+        sources = {e: self._source_file(e) for e in self.solver.source_names}
+        stations = os.path.join(self.solver.path.specfem_data, "STATIONS")
+        info = self.optimize.structure_direction(
+            stage=step.stage, iteration=step.iteration, structure_index=step.structure_index,
+            event_kernels=events, sources=sources, stations=stations,
+            model=self._current_model(), output=self.direction_path(step))
+        state = self.state
+        state.records.setdefault("directions", {})[step.key] = info
+        state.save()
+
+    def _step_trial_forward(self, step: Step) -> None:
+        """One forward per event at m + ε d (eq. C6), not measured."""
+        trial = self.state.records["directions"][step.sibling("direction").key]["trial_model"]
+
+        def task(step: Step) -> None:
+            self._forward(step, trial, save_forward=False, measure=False)
+        self._run_events(step, task)
+
+    def _step_model_update(self, step: Step) -> None:
+        """Line search on the linearly extrapolated synthetics of all events; the accepted model
+        becomes current. No decrease: a smaller trial step (new trial forward), then a restart with
+        β = 0; never accept an increase."""
+        fwd, trial, dstep = (step.sibling(t) for t in ("forward", "trial_forward", "direction"))
+        wc = self.state.records["wc"][fwd.key]
+        events = self.solver.source_names
+        info = self.state.records["directions"][dstep.key]
+        result = self.optimize.structure_line_search(
+            prepared={e: self.preprocess.load_prepared(fwd.key, e) for e in events},
+            s0={e: self.traces_path(fwd, e) for e in events},
+            strial={e: self.traces_path(trial, e) for e in events},
+            sources={e: self._source_file(e) for e in events}, wc=wc,
+            trial_step=info["trial_step"])
+        state = self.state
+        state.records.setdefault("line_searches", {})[step.key] = {
+            k: v for k, v in result.items() if k != "model"}
+        if result["accepted"]:
+            new = self.model_path(f"stage{step.stage}_it{step.iteration:02d}")
+            self.optimize.write_updated_model(self._current_model(), info["direction"],
+                                              result["alpha"], new)
+            state.records["model"] = new
+            state.save()
+            self.optimize.accept_direction(step.stage, step.iteration, info)
+            return
+        retries = info.get("retries", 0)
+        if retries >= self.optimize.max_step_retries + 1:
+            raise LineSearchError(
+                f"{step.key}: no step in {self.optimize.structure_step_range} decreased the misfit "
+                f"after {retries} retries (smaller trial steps, then a steepest-descent restart); "
+                "the model is unchanged. Inspect output/directions and the line-search records in "
+                f"{self.path.eara_state}")
+        # retry: a new direction step (smaller ε, or β = 0 after the ε retries), then a new trial
+        restart = retries >= self.optimize.max_step_retries
+        new_info = self.optimize.retry_direction(info, restart=restart)
+        new_info["retries"] = retries + 1
+        state.records["directions"][dstep.key] = new_info
+        state.save()
+        for t in (trial,):
+            self.markers.clear(t)
+        self._step_trial_forward(trial)
+        self._step_model_update(step)
+
     # ------------------------------------------------------------------ simulation tasks (per event)
+    def _source_file(self, event: str) -> str:
+        src = self.source_path(event)
+        if os.path.exists(src):
+            return src
+        return os.path.join(self.solver.path.specfem_data, f"{self.solver.source_prefix}_{event}")
+
     def _set_source(self, event: str, name: str = "current") -> None:
-        """Make the solver's DATA/CMTSOLUTION this event's current source. SeisFlows links it to the
+        """Make the solver's DATA/CMTSOLUTION this event's source `name`. SeisFlows links it to the
         user's file; replacing the link (atomic rename) never writes through to the user's input."""
-        src = self.source_path(event, name)
-        if not os.path.exists(src):
-            src = os.path.join(self.solver.path.specfem_data, f"{self.solver.source_prefix}_{event}")
+        src = self.source_path(event, name) if name != "current" else self._source_file(event)
         with open(src) as f:
             text = f.read()
         atomic_write_text(os.path.join(self.solver.cwd, "DATA", self.solver.source_prefix), text)
@@ -144,16 +337,49 @@ class EaraInversion(EaraParameters, Inversion):
         if measure:
             residuals = self.residuals_path(step, event)
             os.makedirs(os.path.dirname(residuals), exist_ok=True)
-            if os.path.exists(residuals):
-                os.remove(residuals)   # a re-run of this event starts its residuals afresh
             self.preprocess.quantify_misfit(
                 source_name=event, save_residuals=residuals,
                 save_adjsrcs=os.path.join(self.solver.cwd, "traces", "adj"),
                 syn_path=self.traces_path(step, event), stage=step.stage,
                 iteration=step.structure_index or step.iteration, step_count=0, step_key=step.key)
 
-    def _kernel(self, step: Step) -> None:
-        """Adjoint (kernel) simulation of the current event; kernels and Hessian kept per step."""
-        event = self.solver.source_name
-        self.solver.adjoint_simulation(save_kernels=self.kernels_path(step, event))
-        self._log_simulation(step, "kernel")
+    # ------------------------------------------------------------------ misfit history
+    def _record_misfit(self, step: Step) -> None:
+        """Eq. (2) per category and in total after a measured forward: the all-event W_c (kept for
+        the kernel and line-search steps) and one history row per category (Fig. 3)."""
+        events = self.solver.source_names
+        wc = self.preprocess.global_category_weights(step.key, events)
+        misfit = self.preprocess.weighted_misfit(step.key, events, wc)
+        counts = self.preprocess.window_counts(step.key, events)
+        state = self.state
+        state.records.setdefault("wc", {})[step.key] = wc
+        rows = state.records.setdefault("history", [])
+        rows[:] = [r for r in rows if r["step"] != step.key]
+        kinds = [("source", step.iteration - 1)] if step.kind == "source" else \
+            [("structure", step.iteration - 1)] if step.kind == "structure" else \
+            [("final", step.structure_index)]
+        if step.kind == "source" and step.iteration == 1:
+            kinds.insert(0, ("pre_source", 0))
+        for kind, it in kinds:
+            for cat in sorted(misfit):
+                rows.append(dict(stage=step.stage, kind=kind, iteration=it, category=cat,
+                                 misfit=misfit[cat], windows=counts.get(cat, 0), step=step.key))
+        state.save()
+        self._write_history(rows)
+        logger.info(f"{step.key}: misfit {misfit['total']:.6g} over {counts.get('total', 0)} windows")
+
+    def _write_history(self, rows: list[dict]) -> None:
+        cols = ["stage", "kind", "iteration", "category", "misfit", "windows", "step"]
+        text = ",".join(cols) + "\n" + "".join(
+            ",".join(f"{r[c]:.10g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + "\n"
+            for r in rows)
+        atomic_write_text(os.path.join(self.path.output, "misfit_history.csv"), text)
+
+
+class LineSearchError(RuntimeError):
+    """No step decreased the misfit, even after the documented fallbacks."""
+
+
+def _tag(step: Step) -> str:
+    """File tag of a source iteration: stage1_src01."""
+    return f"stage{step.stage}_src{step.iteration:02d}"
