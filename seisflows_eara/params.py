@@ -281,6 +281,15 @@ PARAMETERS: tuple[Param, ...] = (
     Param("reference_model", "stw105", "name",
           "1-D reference of the perturbations dln m (shipped table, SPEC §6)", "solver",
           _choice("stw105")),
+    Param("specfem_solver_binaries", ["xspecfem3D", "xspecfem3D", "xspecfem3D"], "names in bin/",
+          "Solver executables for SIMULATION_TYPE 1 (forward), 3 (kernel), 2 (source derivatives); "
+          "differ only for SPECFEM builds that compile the Par_file in (v7.0.x)", "solver",
+          lambda v: None if isinstance(v, list) and len(v) == 3 and all(isinstance(x, str) and x
+                                                                          for x in v)
+          else "must be a list of 3 executable names"),
+    Param("specfem_mesher_binary", "xmeshfem3D", "name in bin/",
+          "Mesher executable, re-run whenever the GLL model changes", "solver",
+          lambda v: None if isinstance(v, str) and v else "must be an executable name"),
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
