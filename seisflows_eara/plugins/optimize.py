@@ -1,9 +1,37 @@
-"""Optimize plugin `eara_pcg`: pseudo-Hessian preconditioned Polak-Ribiere CG (SPEC §6)."""
+"""Optimize plugin `eara_pcg`: pseudo-Hessian preconditioned Polak-Ribière CG (SPEC §5-6).
+
+Structure iteration (called by the workflow's master steps):
+  structure_direction   event kernel folders + CMTSOLUTIONs + STATIONS + current GLL model + mesh
+                        -> seisflows_eara.optimize.structure: damp, sum, precondition, smooth, PR-CG
+                        -> output/directions/<step>/direction.npz, trial model (m + ε d) GLL folder,
+                           PR-CG state (g, Pg, d) in scratch/optimize/pcg (resume continues it)
+  structure_line_search frozen windows (PreparedEvent) + forward and trial synthetics of all events
+                        -> χ(α) on extrapolated synthetics, α chosen, accepted only if χ decreases
+  write_updated_model   m + α d written as a new GLL folder (complete folder renamed into place)
+  retry_direction       fallback when no α decreases χ: smaller ε, then β = 0 (steepest descent)
+Source iteration: source_trial (CMTSOLUTION at ε) and source_update (Bayesian line search).
+SeisFlows' own Gradient machinery (m_new.npz vectors, bracketing line search) is not used.
+"""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+
+import numpy as np
 from seisflows.optimize.gradient import Gradient
 
 from seisflows_eara import params
+from seisflows_eara.io.atomic import atomic_write_bytes
+from seisflows_eara.io.specfem_traces import read_synthetics
+from seisflows_eara.io.stations import read_stations
+from seisflows_eara.kernels import geographic_to_xyz
+from seisflows_eara.measure import event_from_file
+from seisflows_eara.model import GllFields, read_fields, read_mesh, write_fields
+from seisflows_eara.model.parametrization import MODEL_FILES, reference, tiso_mask, update_model
+from seisflows_eara.optimize import OptimizerState
+from seisflows_eara.optimize import structure as core
+from seisflows_eara.optimize.pcg import scale
 from seisflows_eara.plugins.base import EaraParameters
 
 
@@ -17,7 +45,123 @@ class EaraPcg(EaraParameters, Gradient):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._init_eara(kwargs)
+        self.path["pcg"] = os.path.join(self.path.scratch, "pcg")
 
     def check(self) -> None:
         self._check_eara()
         super().check()
+
+    # ------------------------------------------------------------------ structure
+    def structure_direction(self, stage: int, iteration: int, structure_index: int,
+                            event_kernels: dict[str, str], sources: dict[str, str], stations: str,
+                            model: str, mesh: str, output: str) -> dict:
+        """Direction of one structure iteration and its trial model; returns the JSON record."""
+        v = self.eara
+        msh = read_mesh(mesh)
+        m = read_fields(model, list(MODEL_FILES))
+        receivers = read_stations(stations)
+        rxyz = geographic_to_xyz(np.array([s.latitude for s in receivers]),
+                                 np.array([s.longitude for s in receivers]),
+                                 np.array([s.burial / 1000.0 for s in receivers]))
+
+        def events():
+            for name, folder in event_kernels.items():
+                ev = event_from_file(sources[name])
+                k = read_fields(folder, list(core.KERNEL_NAMES), kernel=True)
+                if k.sizes != m.sizes:
+                    raise ValueError(f"event {name}: kernels in {folder} have {k.sizes} points per "
+                                     f"process, the model {model} {m.sizes}")
+                yield core.EventKernels(name, k.fields, geographic_to_xyz(
+                    ev.latitude, ev.longitude, ev.depth_km)[0], rxyz)
+
+        g, hess = core.summed_gradient(events(), msh, m.fields, v)
+        sh, sv = params.smoothing_for_iteration(v, structure_index)
+        grad = core.process_gradient(g, hess, msh, v, sh, sv)
+        state = OptimizerState(self.path.pcg)
+        d = core.direction(grad, state.previous(stage, before=iteration), v["powell_threshold"])
+        state.save(stage, iteration, grad.g, grad.pg, d.raw,
+                   dict(beta=d.beta, restarted=d.restarted, reason=d.reason))
+        os.makedirs(output, exist_ok=True)
+        _save_npz(os.path.join(output, "direction.npz"), d.d)
+        _save_npz(os.path.join(output, "gradient.npz"), {**{f"g_{k}": a for k, a in grad.g.items()},
+                                                          **{f"pg_{k}": a for k, a in grad.pg.items()}})
+        info = dict(direction=os.path.join(output, "direction.npz"), model=model, mesh=mesh,
+                    trial_step=float(v["structure_trial_step"]), beta=d.beta,
+                    restarted=d.restarted, reason=d.reason, powell_ratio=d.powell_ratio,
+                    smoothing_km=[sh, sv], stage=stage, iteration=iteration,
+                    descent=float(sum(np.vdot(grad.g[k], d.d[k]) for k in d.d)))
+        info["trial_model"] = self._write_trial(info, output)
+        with open(os.path.join(output, "direction.json"), "w") as f:
+            json.dump(info, f, indent=1, default=float)
+        return info
+
+    def _write_trial(self, info: dict, output: str) -> str:
+        path = os.path.join(output, f"trial_model_eps{info['trial_step']:.6g}")
+        self.write_updated_model(info["model"], info["direction"], info["trial_step"], path,
+                                 info["mesh"])
+        return path
+
+    def write_updated_model(self, model: str, direction: str, alpha: float, output: str,
+                            mesh: str) -> None:
+        """m + α d (δln relative to STW105, SPEC §6) as GLL files; the folder appears complete or
+        not at all (written under a temporary name, then renamed)."""
+        msh = read_mesh(mesh)
+        m = read_fields(model, list(MODEL_FILES))
+        with np.load(direction) as z:
+            d = {k: z[k] for k in z.files}
+        ref = reference(msh.radius, msh.element_radius())
+        tiso = tiso_mask(msh.depth, self.eara["tiso_max_depth"])
+        new = update_model(m.fields, scale(d, alpha), ref, tiso, self.eara["density_scaling"])
+        tmp = output.rstrip("/") + ".tmp"
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+        write_fields(tmp, GllFields(new, m.sizes, m.region))
+        if os.path.isdir(output):
+            shutil.rmtree(output)
+        os.replace(tmp, output)
+
+    def structure_line_search(self, prepared: dict, s0: dict[str, str], strial: dict[str, str],
+                              wc: dict[str, float], trial_step: float) -> dict:
+        """α on the extrapolated synthetics of every event, all-event W_c (Table 1, eq. C6)."""
+        seg0, segt, measures = [], [], []
+        for name, prep in prepared.items():
+            prep.wc = np.array([wc.get(str(c), 0.0) for c in prep.categories])
+            seg0.append(prep.segments_from_processed(prep.process(
+                read_synthetics(s0[name], prep.event.time))))
+            segt.append(prep.segments_from_processed(prep.process(
+                read_synthetics(strial[name], prep.event.time))))
+            measures.append(prep.misfit_from_segments)
+        chi = core.extrapolated_misfit(seg0, segt, measures, trial_step)
+        r = core.line_search(chi, self.eara)
+        return dict(alpha=r.alpha, misfit=r.misfit, misfit0=r.misfit0, accepted=r.accepted,
+                    alphas=r.alphas.tolist(), misfits=r.misfits.tolist(), trial_step=trial_step)
+
+    def retry_direction(self, info: dict, restart: bool) -> dict:
+        """Fallback of a rejected line search: a smaller trial step on the same direction, or
+        (restart) the steepest-descent direction −P g with the configured trial step."""
+        out = dict(info)
+        folder = os.path.dirname(info["direction"])
+        if restart:
+            state = OptimizerState(self.path.pcg)
+            with np.load(os.path.join(folder, "gradient.npz")) as z:
+                g = {k[2:]: z[k] for k in z.files if k.startswith("g_")}
+                pg = {k[3:]: z[k] for k in z.files if k.startswith("pg_")}
+            d = core.direction(core.Gradient(g, pg, 0.0), None, self.eara["powell_threshold"])
+            state.save(info["stage"], info["iteration"], g, pg, d.raw,
+                       dict(beta=0.0, restarted=True, reason="line search failed: steepest descent"))
+            path = os.path.join(folder, "direction_restart.npz")
+            _save_npz(path, d.d)
+            out.update(direction=path, beta=0.0, restarted=True,
+                       reason="line search failed: steepest descent",
+                       trial_step=float(self.eara["structure_trial_step"]))
+        else:
+            out["trial_step"] = float(info["trial_step"]) * self.eara["step_retry_factor"]
+        out["trial_model"] = self._write_trial(out, folder)
+        return out
+
+
+def _save_npz(path: str, fields: dict[str, np.ndarray]) -> None:
+    import io
+    buf = io.BytesIO()
+    np.savez(buf, **fields)
+    atomic_write_bytes(path, buf.getvalue())

@@ -253,7 +253,7 @@ class EaraInversion(EaraParameters, Inversion):
         info = self.optimize.structure_direction(
             stage=step.stage, iteration=step.iteration, structure_index=step.structure_index,
             event_kernels=events, sources=sources, stations=stations,
-            model=self._current_model(), output=self.direction_path(step))
+            model=self._current_model(), mesh=self._mesh_path(), output=self.direction_path(step))
         state = self.state
         state.records.setdefault("directions", {})[step.key] = info
         state.save()
@@ -277,8 +277,7 @@ class EaraInversion(EaraParameters, Inversion):
         result = self.optimize.structure_line_search(
             prepared={e: self.preprocess.load_prepared(fwd.key, e) for e in events},
             s0={e: self.traces_path(fwd, e) for e in events},
-            strial={e: self.traces_path(trial, e) for e in events},
-            sources={e: self._source_file(e) for e in events}, wc=wc,
+            strial={e: self.traces_path(trial, e) for e in events}, wc=wc,
             trial_step=info["trial_step"])
         state = self.state
         state.records.setdefault("line_searches", {})[step.key] = {
@@ -286,10 +285,9 @@ class EaraInversion(EaraParameters, Inversion):
         if result["accepted"]:
             new = self.model_path(f"stage{step.stage}_it{step.iteration:02d}")
             self.optimize.write_updated_model(self._current_model(), info["direction"],
-                                              result["alpha"], new)
+                                              result["alpha"], new, info["mesh"])
             state.records["model"] = new
             state.save()
-            self.optimize.accept_direction(step.stage, step.iteration, info)
             return
         retries = info.get("retries", 0)
         if retries >= self.optimize.max_step_retries + 1:
@@ -308,6 +306,10 @@ class EaraInversion(EaraParameters, Inversion):
             self.markers.clear(t)
         self._step_trial_forward(trial)
         self._step_model_update(step)
+
+    def _mesh_path(self) -> str:
+        """The mesh database (geometry does not change with the model): the main solver's."""
+        return os.path.join(self.solver.path.mainsolver, self.solver.model_databases)
 
     # ------------------------------------------------------------------ simulation tasks (per event)
     def _source_file(self, event: str) -> str:
