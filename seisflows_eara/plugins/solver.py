@@ -53,6 +53,9 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
         self._init_eara(kwargs)
         # the model files EARA reads and writes (crust/mantle, SPEC §6)
         self.model_parameters = ["vpv", "vph", "vsv", "vsh", "eta", "rho"]
+        # what EARA runs (summation, preconditioning and the CG are ours; smoothing falls back to
+        # Python when xsmooth_sem is absent)
+        self._required_binaries = sorted({self.specfem_mesher_binary, *self.specfem_solver_binaries})
 
     def check(self) -> None:
         self._check_eara()
@@ -81,7 +84,8 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
             shutil.copyfile(f, tmp)
             os.replace(tmp, os.path.join(gll, os.path.basename(f)))
         atomic_write_text(current, stamp)
-        setpar(key="MODEL", val="GLL", file=os.path.join(self.cwd, "DATA", "Par_file"))
+        if self.par_value("MODEL").lower() != "gll":
+            setpar(key="MODEL", val="GLL", file=os.path.join(self.cwd, "DATA", "Par_file"))
 
     def _mesh_if_needed(self) -> None:
         """Run the mesher when the event's DATABASES hold no mesh of the current model."""

@@ -337,6 +337,7 @@ class EaraInversion(EaraParameters, Inversion):
                                        save_forward=save_forward)
         self._log_simulation(step, "forward")
         if measure:
+            self._stage_observed(event)
             residuals = self.residuals_path(step, event)
             os.makedirs(os.path.dirname(residuals), exist_ok=True)
             self.preprocess.quantify_misfit(
@@ -344,6 +345,20 @@ class EaraInversion(EaraParameters, Inversion):
                 save_adjsrcs=os.path.join(self.solver.cwd, "traces", "adj"),
                 syn_path=self.traces_path(step, event), stage=step.stage,
                 iteration=step.structure_index or step.iteration, step_count=0, step_key=step.key)
+
+    def _stage_observed(self, event: str) -> None:
+        """Link the event's observed files (path_data/<event>/*: any format obspy reads, ASDF,
+        StationXML beside them) into traces/obs; links, so observed data are never written to.
+        (SeisFlows 2.3.1's `data_case: data` staging globs a literal '*' and copies nothing.)"""
+        obs = os.path.join(self.solver.cwd, "traces", "obs")
+        os.makedirs(obs, exist_ok=True)
+        if os.listdir(obs):
+            return
+        src = os.path.join(self.path.data or "", event)
+        if not self.path.data or not os.path.isdir(src) or not os.listdir(src):
+            raise FileNotFoundError(f"event {event}: no observed data in {src!r} (path_data/<event>/)")
+        for f in sorted(os.listdir(src)):
+            os.symlink(os.path.abspath(os.path.join(src, f)), os.path.join(obs, f))
 
     # ------------------------------------------------------------------ misfit history
     def _record_misfit(self, step: Step) -> None:

@@ -224,9 +224,17 @@ def kernels() -> None:
             k[key] += c * (-tref) * w
             hess += float(np.sum(du_dtau ** 2) * DT) * (tref * w) ** 2
     local = local_path()
-    # SPECFEM transverse kernels (alpha = vp, beta = vs); eta and rho unaffected by this physics
-    named = {"alphav": k["vpv"], "alphah": 0 * hess, "betav": k["vsv"], "betah": k["vsh"],
-             "eta": 0 * hess, "rho": 0 * hess, "hess": hess}
+    # SPECFEM transverse kernels (alpha = vp, beta = vs); eta and rho unaffected by this physics;
+    # bulk kernels as save_kernels.F90 forms them (kappa from vpv, vsv; kappa_v = kappa_h)
+    m = {p: read_gll(local / f"proc000000_reg1_{p}.bin").astype(float) for p in ("vpv", "vsv", "vsh")}
+    bulk_sq = m["vpv"] ** 2 - 4 / 3 * m["vsv"] ** 2
+    av2, ah2 = bulk_sq + 4 / 3 * m["vsv"] ** 2, bulk_sq + 4 / 3 * m["vsh"] ** 2
+    ka, kah = k["vpv"], 0 * hess
+    named = {"alphav": ka, "alphah": kah, "betav": k["vsv"], "betah": k["vsh"],
+             "eta": 0 * hess, "rho": 0 * hess, "hess": hess,
+             "bulk_c": bulk_sq / av2 * ka + bulk_sq / ah2 * kah,
+             "bulk_betav": k["vsv"] + 4 / 3 * m["vsv"] ** 2 / av2 * ka,
+             "bulk_betah": k["vsh"] + 4 / 3 * m["vsh"] ** 2 / ah2 * kah}
     for name, val in named.items():
         write_gll(local / f"proc000000_reg1_{name}_kernel.bin", (val / toy.vol).astype(np.float32))
 

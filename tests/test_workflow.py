@@ -1,0 +1,189 @@
+"""The EARA workflow end to end through the real `seisflows submit` CLI (issue 7, 6a/6c).
+
+`system: workstation` and a solver stand-in (tests/standin) that plays xmeshfem3D/xspecfem3D on the
+REAL mesh of shared/fixtures/specfem3d_globe_tiny and writes SPECFEM's files: synthetics that depend
+on the GLL model and the CMTSOLUTION, kernels with the Hessian, src_frechet. "Observed" data come
+from a known Vs anomaly (Gaussian, +4 %) and the true sources; the inversion starts from the 1-D
+model (and perturbed sources), so the misfit must fall and the update must correlate with the
+anomaly.
+"""
+from __future__ import annotations
+
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from seisflows_eara.kernels import geographic_to_xyz
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+TINY = REPO.parent / "shared" / "fixtures" / "specfem3d_globe_tiny"
+STANDIN = HERE / "standin"
+PARS = ("vpv", "vph", "vsv", "vsh", "eta", "rho")
+sys.path.insert(0, str(STANDIN))
+from specfem_files import read_gll, read_mesh, write_gll  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not TINY.exists(), reason=f"fixture {TINY} not found")
+
+# two events inside the 20°x20° chunk centred 40N 25E: the real Greece CMT and a second one
+GREECE = (REPO / "tests" / "data" / "regional_greece" / "CMTSOLUTION")
+STATIONS = [("ZKR", "GE", 35.11, 26.22), ("LIT", "HT", 40.10, 22.49), ("BGIO", "SR", 42.50, 24.00),
+            ("S001", "XS", 44.00, 29.00), ("BEKI", "YL", 38.00, 33.00), ("T01", "XX", 46.0, 20.0),
+            ("T02", "XX", 34.0, 20.0), ("T03", "XX", 46.0, 32.0), ("T04", "XX", 41.0, 16.5),
+            ("T05", "XX", 33.0, 28.0)]
+ANOMALY = dict(lat=41.0, lon=24.0, depth=150.0, radius=400.0, amplitude=0.04)
+
+
+def cmt_text(name: str, lat: float, lon: float, depth: float, shift: float, m: list[float]) -> str:
+    return (f" PDE 2008  1  6  5 14 23.70  {lat:.4f}  {lon:.4f}  {depth:.1f} 6.2 6.2 SYNTHETIC\n"
+            f"event name:     {name}\ntime shift:     {shift:8.4f}\nhalf duration:   3.0000\n"
+            f"latitude:       {lat:8.4f}\nlongitude:      {lon:8.4f}\ndepth:          {depth:8.4f}\n"
+            + "".join(f"{k}:       {v:.6e}\n" for k, v in zip(
+                ("Mrr", "Mtt", "Mpp", "Mrt", "Mrp", "Mtp"), m)))
+
+
+TRUE_EVENTS = {
+    "EV1": (38.5, 23.0, 30.0, 0.0, [1.2e25, -0.4e25, -0.8e25, 0.5e25, -0.3e25, 0.6e25]),
+    "EV2": (43.0, 27.5, 20.0, 0.0, [-0.5e25, 0.9e25, -0.4e25, -0.6e25, 0.4e25, 0.2e25]),
+}
+PAR_FILE = """SIMULATION_TYPE                 = 1
+SAVE_FORWARD                    = .false.
+MODEL                           = gll
+RECORD_LENGTH_IN_MINUTES        = 8.0d0
+LOCAL_PATH                      = ./DATABASES_MPI
+NPROC_XI                        = 1
+NPROC_ETA                       = 1
+NUMBER_OF_SIMULTANEOUS_RUNS     = 1
+ANISOTROPIC_KL                  = .true.
+SAVE_TRANSVERSE_KL_ONLY         = .true.
+APPROXIMATE_HESS_KL             = .true.
+"""
+
+
+def _standin_bin(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("xmeshfem3D", "xspecfem3D"):
+        exe = folder / name
+        exe.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(STANDIN)!r})\n"
+                       "import standin\nsys.exit(standin.main())\n")
+        exe.chmod(0o755)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> dict:
+    """Mesh, 1-D initial model, true model with the anomaly, observed data of both events."""
+    root = tmp_path_factory.mktemp("toy_world")
+    mesh = root / "proc000000_reg1_solver_data.bin"
+    with lzma.open(TINY / "DATABASES_MPI" / "proc000000_reg1_solver_data.bin.xz") as f:
+        mesh.write_bytes(f.read())
+    init, true = root / "model_init", root / "model_true"
+    init.mkdir(), true.mkdir()
+    m = read_mesh(mesh)
+    c = geographic_to_xyz(ANOMALY["lat"], ANOMALY["lon"], ANOMALY["depth"])[0]
+    gauss = np.exp(-np.sum((m.xyz - c) ** 2, axis=1) / ANOMALY["radius"] ** 2)
+    for p in PARS:
+        v = read_gll(TINY / "MODEL_GLL" / f"proc000000_reg1_{p}.bin.xz")
+        write_gll(init / f"proc000000_reg1_{p}.bin", v)
+        write_gll(true / f"proc000000_reg1_{p}.bin",
+                  v * (1 + ANOMALY["amplitude"] * gauss) if p in ("vsv", "vsh") else v)
+    cfg = {"mesh": str(mesh), "reference": str(init), "initial": str(init)}
+    bindir = _standin_bin(root / "bin")
+    obs = root / "observed"
+    for ev, (lat, lon, dep, shift, mt) in TRUE_EVENTS.items():
+        run = root / f"obs_run_{ev}"
+        (run / "DATA" / "GLL").mkdir(parents=True)
+        (run / "DATA" / "Par_file").write_text(PAR_FILE)
+        (run / "DATA" / "CMTSOLUTION").write_text(cmt_text(ev, lat, lon, dep, shift, mt))
+        (run / "DATA" / "STATIONS").write_text(_stations_text())
+        (run / "DATA" / "standin.json").write_text(__import__("json").dumps(cfg))
+        for p in PARS:
+            shutil.copy(true / f"proc000000_reg1_{p}.bin", run / "DATA" / "GLL")
+        for exe in ("xmeshfem3D", "xspecfem3D"):
+            subprocess.run([str(bindir / exe)], cwd=run, check=True)
+        (obs / ev).mkdir(parents=True)
+        for f in (run / "OUTPUT_FILES").glob("*.sem.ascii"):
+            shutil.copy(f, obs / ev / f.name)
+    return dict(root=root, mesh=mesh, init=init, true=true, cfg=cfg, bin=bindir, obs=obs,
+                gauss=gauss)
+
+
+def _stations_text() -> str:
+    return "".join(f"{s:<6s} {n:<3s} {la:9.4f} {lo:9.4f} 0.0 0.0\n" for s, n, la, lo in STATIONS)
+
+
+def _project(world: dict, tmp: Path, source_iterations: int, structure_iterations: int) -> Path:
+    """A SeisFlows working directory: specfem_data, parameters.yaml from the repository's file."""
+    data = tmp / "specfem_data"
+    data.mkdir()
+    (data / "Par_file").write_text(PAR_FILE)
+    (data / "STATIONS").write_text(_stations_text())
+    (data / "standin.json").write_text(__import__("json").dumps(world["cfg"]))
+    for ev, (lat, lon, dep, shift, mt) in TRUE_EVENTS.items():
+        if source_iterations:     # start from perturbed sources: moved ~10 km, scaled, delayed 1 s
+            lat, dep, shift = lat + 0.09, dep + 5.0, shift + 1.0
+            mt = [x * 1.15 for x in mt]
+        (data / f"CMTSOLUTION_{ev}").write_text(cmt_text(ev, lat, lon, dep, shift, mt))
+    par = yaml.safe_load((REPO / "parameters.yaml").read_text())
+    par.update(system="workstation", ntask=len(TRUE_EVENTS), nproc=1, mpiexec=None,
+               path_specfem_bin=str(world["bin"]), path_specfem_data=str(data),
+               path_model_init=str(world["init"]), path_data=str(world["obs"]),
+               stage_body_bands=[[10.0, 40.0]], stage_surface_bands=[[40.0, 120.0]],
+               stage_source_iterations=[source_iterations],
+               stage_structure_iterations=[structure_iterations],
+               categories=["pz", "pr", "sh"], smoothing_horizontal_km=[150.0, 150.0],
+               smoothing_vertical_km=[100.0, 100.0], export_vtk=False,
+               specfem_solver_binaries=["xspecfem3D"] * 3)
+    (tmp / "parameters.yaml").write_text(yaml.safe_dump(par, sort_keys=False))
+    return tmp
+
+
+def _seisflows(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True):
+    exe = str(Path(sys.executable).with_name("seisflows"))
+    p = subprocess.run([exe, *cmd], cwd=cwd, capture_output=True, text=True, timeout=1200,
+                       env={**os.environ, **(env or {})})
+    if check and p.returncode != 0:
+        log = (cwd / "sflog.txt").read_text()[-4000:] if (cwd / "sflog.txt").exists() else ""
+        raise AssertionError(f"seisflows {' '.join(cmd)} failed:\n{p.stdout[-3000:]}\n"
+                             f"{p.stderr[-3000:]}\n{log}")
+    return p
+
+
+def _history(work: Path):
+    import pandas as pd
+    return pd.read_csv(work / "output" / "misfit_history.csv")
+
+
+def _simulations(work: Path) -> list[str]:
+    return (work / "output" / "simulations.log").read_text().split("\n")[:-1]
+
+
+def test_structure_inversion_through_seisflows_submit(world, tmp_path):
+    work = _project(world, tmp_path, 0, 2)
+    _seisflows(["submit"], work)
+    h = _history(work)
+    total = h[h.category == "total"]
+    st = total[total.kind == "structure"].sort_values("iteration").misfit.to_numpy()
+    final = total[total.kind == "final"].misfit.to_numpy()
+    chain = np.concatenate([st, final])
+    assert len(chain) == 3 and np.all(np.diff(chain) < 0), chain     # falls every iteration
+    assert chain[-1] < 0.8 * chain[0]
+    # accounting: per event, 3 solver runs per structure iteration (+ the final forward)
+    sims = _simulations(work)
+    for ev in TRUE_EVENTS:
+        mine = [s for s in sims if s.split()[1] == ev]
+        assert len(mine) == 3 * 2 + 1, mine
+    # the update correlates with the true anomaly (Vsv, upper mantle)
+    import glob
+    final_model = sorted(glob.glob(str(work / "output" / "models" / "stage1_it02")))[0]
+    dv = read_gll(Path(final_model) / "proc000000_reg1_vsv.bin") / \
+        read_gll(world["init"] / "proc000000_reg1_vsv.bin") - 1.0
+    r = np.corrcoef(dv, world["gauss"])[0, 1]
+    assert r > 0.3, r
