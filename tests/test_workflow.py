@@ -138,8 +138,8 @@ def _project(world: dict, tmp: Path, source_iterations: int, structure_iteration
                stage_body_bands=[[10.0, 40.0]], stage_surface_bands=[[40.0, 120.0]],
                stage_source_iterations=[source_iterations],
                stage_structure_iterations=[structure_iterations],
-               categories=["pz", "pr", "sh"], smoothing_horizontal_km=[150.0, 150.0],
-               smoothing_vertical_km=[100.0, 100.0], export_vtk=False,
+               categories=["pz", "pr", "sh"], smoothing_horizontal_km=[40.0, 40.0],
+               smoothing_vertical_km=[20.0, 20.0], export_vtk=False,
                specfem_solver_binaries=["xspecfem3D"] * 3)
     (tmp / "parameters.yaml").write_text(yaml.safe_dump(par, sort_keys=False))
     return tmp
