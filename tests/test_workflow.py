@@ -165,25 +165,54 @@ def _simulations(work: Path) -> list[str]:
     return (work / "output" / "simulations.log").read_text().split("\n")[:-1]
 
 
-def test_structure_inversion_through_seisflows_submit(world, tmp_path):
-    work = _project(world, tmp_path, 0, 2)
+@pytest.fixture(scope="module")
+def reference_run(world, tmp_path_factory) -> Path:
+    """One uninterrupted run: 1 stage, 2 structure iterations, 2 events."""
+    work = _project(world, tmp_path_factory.mktemp("reference_run"), 0, 2)
     _seisflows(["submit"], work)
+    return work
+
+
+def test_structure_inversion_through_seisflows_submit(world, reference_run):
+    work = reference_run
     h = _history(work)
     total = h[h.category == "total"]
     st = total[total.kind == "structure"].sort_values("iteration").misfit.to_numpy()
     final = total[total.kind == "final"].misfit.to_numpy()
     chain = np.concatenate([st, final])
     assert len(chain) == 3 and np.all(np.diff(chain) < 0), chain     # falls every iteration
-    assert chain[-1] < 0.8 * chain[0]
+    assert chain[-1] < 0.5 * chain[0]
     # accounting: per event, 3 solver runs per structure iteration (+ the final forward)
     sims = _simulations(work)
     for ev in TRUE_EVENTS:
         mine = [s for s in sims if s.split()[1] == ev]
         assert len(mine) == 3 * 2 + 1, mine
-    # the update correlates with the true anomaly (Vsv, upper mantle)
-    import glob
-    final_model = sorted(glob.glob(str(work / "output" / "models" / "stage1_it02")))[0]
-    dv = read_gll(Path(final_model) / "proc000000_reg1_vsv.bin") / \
+        assert sorted(s.split()[2] for s in mine) == ["forward"] * 5 + ["kernel"] * 2
+    # the update correlates with the true anomaly (Vsv)
+    dv = read_gll(work / "output" / "models" / "stage1_it02" / "proc000000_reg1_vsv.bin") / \
         read_gll(world["init"] / "proc000000_reg1_vsv.bin") - 1.0
     r = np.corrcoef(dv, world["gauss"])[0, 1]
     assert r > 0.3, r
+
+
+def test_kill_mid_line_search_and_resume_repeats_no_simulation(world, reference_run, tmp_path):
+    """SIGKILL of the master while the second event's trial forward runs (stand-in invocation 10:
+    mesher+forward ×2, kernel ×2, trial mesher+forward of EV1, trial mesher of EV2, then EV2's
+    trial solver); `seisflows submit` again finishes with the same model, bit for bit."""
+    work = _project(world, tmp_path, 0, 2)
+    env = {"STANDIN_KILL_AFTER": f"{tmp_path / 'count.txt'}:10"}
+    exe = str(Path(sys.executable).with_name("seisflows"))
+    p = subprocess.run([exe, "submit"], cwd=work, capture_output=True, text=True, timeout=1200,
+                       env={**os.environ, **env}, start_new_session=True)
+    assert p.returncode != 0                       # killed
+    done = _simulations(work)
+    assert "stage1/structure01/trial_forward EV1 forward" in done
+    assert not any(s.startswith("stage1/structure01/trial_forward EV2") for s in done)
+    _seisflows(["submit"], work)
+    sims = _simulations(work)
+    assert len(sims) == len(set(sims)), "a finished simulation was repeated"
+    assert sorted(sims) == sorted(_simulations(reference_run))
+    for par in PARS:
+        f = f"proc000000_reg1_{par}.bin"
+        assert (work / "output" / "models" / "stage1_it02" / f).read_bytes() == \
+            (reference_run / "output" / "models" / "stage1_it02" / f).read_bytes(), par

@@ -17,7 +17,8 @@ Source derivatives follow SPECFEM's src_frechet layout (see seisflows_eara.io.fr
 
 Configuration: DATA/standin.json {"mesh": solver_data.bin, "reference": dir of reference GLL files,
 "initial": dir of the model used when MODEL is not GLL}. Optional env STANDIN_FAIL_EVENT (exit 1
-for that event) and STANDIN_KILL_AFTER (count file + N: SIGKILL the master after N runs).
+for that event) and STANDIN_KILL_AFTER=<count file>:<N> (at the N-th run, SIGKILL the process
+group — the `seisflows submit` master started in its own session — as a crash would).
 """
 from __future__ import annotations
 
@@ -250,9 +251,8 @@ def main() -> int:
         counter, limit = kill.rsplit(":", 1)
         n = int(Path(counter).read_text()) + 1 if Path(counter).exists() else 1
         Path(counter).write_text(str(n))
-        if n == int(limit):
-            os.kill(int(os.environ["STANDIN_MASTER_PID"]), signal.SIGKILL)
-            return 1
+        if n == int(limit):     # the whole process group: the master and this task die
+            os.killpg(os.getpgid(0), signal.SIGKILL)
     if exe.startswith("xmeshfem3D"):
         mesher()
         return 0
