@@ -188,6 +188,17 @@ def test_structure_inversion_through_seisflows_submit(world, reference_run):
         mine = [s for s in sims if s.split()[1] == ev]
         assert len(mine) == 3 * 2 + 1, mine
         assert sorted(s.split()[2] for s in mine) == ["forward"] * 5 + ["kernel"] * 2
+    # the solver plugin applied every model: the final forward ran on the final model's GLL files,
+    # the mesher re-ran exactly when the model changed (init, trial 1, it01, trial 2, it02)
+    ev1 = work / "scratch" / "solver" / "EV1"
+    for par in PARS:
+        f = f"proc000000_reg1_{par}.bin"
+        assert (ev1 / "DATA" / "GLL" / f).read_bytes() == \
+            (work / "output" / "models" / "stage1_it02" / f).read_bytes()
+    assert (ev1 / "DATA" / "GLL" / "model_id.txt").read_text() == \
+        (ev1 / "DATABASES_MPI" / "meshed_model_id.txt").read_text()
+    log = (work / "sflog.txt").read_text()
+    assert log.count("EV1: ./bin/xmeshfem3D") == 5 and log.count("EV1: ./bin/xspecfem3D") == 7
     # the update correlates with the true anomaly (Vsv)
     dv = read_gll(work / "output" / "models" / "stage1_it02" / "proc000000_reg1_vsv.bin") / \
         read_gll(world["init"] / "proc000000_reg1_vsv.bin") - 1.0

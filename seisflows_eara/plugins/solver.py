@@ -106,21 +106,9 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
         """SIMULATION_TYPE 1; the synthetics go to `save_traces` (replacing what was there)."""
         self._set_par(SIMULATION_TYPE="1", SAVE_FORWARD=f".{str(bool(save_forward)).lower()}.")
         self._mesh_if_needed()
-        for old in glob.glob(os.path.join(self.cwd, "OUTPUT_FILES", "*.sem.ascii")):
-            os.remove(old)
-        self._run(self._binaries[1], "forward.log")
-        traces = glob.glob(os.path.join(self.cwd, "OUTPUT_FILES", "*.sem.ascii"))
-        if not traces:
-            raise SolverError(f"event {self.source_name}: the forward run wrote no *.sem.ascii; "
-                              f"see {os.path.join(self.cwd, 'forward.log')}")
-        if export_traces:
-            os.makedirs(export_traces, exist_ok=True)
-            for f in traces:
-                shutil.copy(f, export_traces)
-        if save_traces:
-            _fresh_dir(save_traces)
-            for f in traces:
-                shutil.move(f, os.path.join(save_traces, os.path.basename(f)))
+        self._run_and_collect(self._binaries[1], "forward.log",
+                              os.path.join(self.cwd, "OUTPUT_FILES", "*.sem.ascii"),
+                              save_traces, export_traces)
 
     def adjoint_simulation(self, executables=None, save_kernels: str | bool = False,
                            export_kernels: str | bool = False,
@@ -131,21 +119,9 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
         self._set_par(SIMULATION_TYPE="3", SAVE_FORWARD=".false.", ANISOTROPIC_KL=".true.",
                       SAVE_TRANSVERSE_KL_ONLY=".true.", APPROXIMATE_HESS_KL=".true.")
         local = os.path.join(self.cwd, self.model_databases)
-        for old in glob.glob(os.path.join(local, "proc*_reg?_*_kernel.bin")):
-            os.remove(old)
-        self._run(self._binaries[3], "kernel.log")
-        kernels = glob.glob(os.path.join(local, "proc*_reg?_*_kernel.bin"))
-        if not kernels:
-            raise SolverError(f"event {self.source_name}: the kernel run wrote no kernels in "
-                              f"{local}; see {os.path.join(self.cwd, 'kernel.log')}")
-        if export_kernels:
-            os.makedirs(export_kernels, exist_ok=True)
-            for f in kernels:
-                shutil.copy(f, export_kernels)
-        if save_kernels:
-            _fresh_dir(save_kernels)
-            for f in kernels:
-                shutil.move(f, os.path.join(save_kernels, os.path.basename(f)))
+        self._run_and_collect(self._binaries[3], "kernel.log",
+                              os.path.join(local, "proc*_reg?_*_kernel.bin"), save_kernels,
+                              export_kernels)
         if self.prune_scratch:
             for f in glob.glob(os.path.join(local, "proc*_reg?_absorb_buffer.bin")):
                 os.remove(f)
@@ -167,6 +143,26 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
         shutil.move(out, save_frechet)
 
     # ------------------------------------------------------------------ helpers
+    def _run_and_collect(self, binary: str, log: str, pattern: str, save: str | bool,
+                         export: str | bool) -> None:
+        """Remove old outputs matching `pattern`, run, then copy them to `export` and move them
+        to `save` (a fresh folder); no output at all is an error naming the event and log."""
+        for old in glob.glob(pattern):
+            os.remove(old)
+        self._run(binary, log)
+        files = glob.glob(pattern)
+        if not files:
+            raise SolverError(f"event {self.source_name}: {binary} wrote no {pattern}; see "
+                              f"{os.path.join(self.cwd, log)}")
+        if export:
+            os.makedirs(export, exist_ok=True)
+            for f in files:
+                shutil.copy(f, export)
+        if save:
+            _fresh_dir(save)
+            for f in files:
+                shutil.move(f, os.path.join(save, os.path.basename(f)))
+
     def _prepare_adjoint(self, adjoint_sources: str | None) -> None:
         """SEM -> the folder of adjoint sources; STATIONS_ADJOINT must exist."""
         src = os.path.abspath(adjoint_sources or os.path.join(self.cwd, "traces", "adj"))

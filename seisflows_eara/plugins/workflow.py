@@ -145,6 +145,12 @@ class EaraInversion(EaraParameters, Inversion):
         `seisflows resume` (or `submit` again) continues where a run stopped."""
         state = self.state
         steps = self.steps
+        if any(s.kind == "source" for s in steps) and not hasattr(self.optimize, "source_update"):
+            raise NotImplementedError(
+                f"stage_source_iterations = {self.eara['stage_source_iterations']}, but the optimize "
+                f"module {type(self.optimize).__name__} has no source inversion (source_trial / "
+                "source_update) in this version: set stage_source_iterations to 0 for every stage. "
+                "Stopped before any simulation.")
         logger.info(f"EARA schedule: {len(steps)} steps, {len(state.completed)} done")
         for step in steps:
             if state.is_done(step):
