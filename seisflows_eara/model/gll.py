@@ -1,9 +1,14 @@
 """SPECFEM3D_GLOBE binary model and kernel files (SPEC §6; fixtures/specfem3d_globe_tiny README).
 
 Each `proc<NNNNNN>_reg<R>_<name>.bin` is one Fortran unformatted sequential record: a 4-byte
-little-endian length, float32 values ordered (i, j, k, ispec) with i fastest, the same length.
-Kernels are `<name>_kernel.bin`. Files of all processes of a region are read into one array per
-name (process order), and written back split the same way; writes are atomic per file.
+little-endian length, float32 values ordered (i, j, k, ispec) with i fastest, the same length
+(written by SPECFEM's `write(IOUT) array`; read the same way by its mesher for MODEL = GLL).
+Kernels are `<name>_kernel.bin`. Two views of a folder:
+  read_model / read_kernels -> {name: [float32 array per process]} (files as they are);
+  read_fields               -> GllFields, one float64 array per name over all processes
+                               (process order, aligned with `read_mesh(folder)`).
+Writes are atomic per file (temporary name in the folder, then os.replace): the float32 values
+round-trip bit-exactly.
 """
 from __future__ import annotations
 
@@ -26,11 +31,17 @@ def gll_filename(iproc: int, region: int, name: str) -> str:
 
 
 def read_gll(path: str | os.PathLike) -> np.ndarray:
-    """The float32 values of one file (memory-mapped for plain files; `.xz` decompressed)."""
+    """The float32 values (1-D, file order) of one file: memory-mapped (read-only) for plain files,
+    decompressed for `.xz`. The record markers must frame exactly the rest of the file."""
     path = os.fspath(path)
     if path.endswith(".xz"):
-        with lzma.open(path) as f:
-            raw = np.frombuffer(f.read(), np.uint8)
+        try:
+            with lzma.open(path) as f:
+                raw = np.frombuffer(f.read(), np.uint8)
+        except lzma.LZMAError as e:
+            raise ValueError(f"{path}: not a valid .xz file ({e})") from e
+    elif os.path.getsize(path) == 0:
+        raw = np.zeros(0, np.uint8)
     else:
         raw = np.memmap(path, np.uint8, mode="r")
     if raw.size < 8:
@@ -44,7 +55,7 @@ def read_gll(path: str | os.PathLike) -> np.ndarray:
 
 def write_gll(path: str | os.PathLike, values: np.ndarray) -> None:
     """Write one float32 record atomically (temporary file in the folder, then rename)."""
-    v = np.ascontiguousarray(values, dtype="<f4")
+    v = np.ascontiguousarray(values, dtype="<f4").reshape(-1)
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{path}: refusing to write non-finite values")
     mark = np.array([v.nbytes], _MARK).tobytes()
@@ -69,9 +80,13 @@ class GllFields:
 
 
 def _procs(directory: str, region: int, name: str) -> list[str]:
+    """Files of `name` for processes 0..N-1 (plain or .xz; N discovered from the folder)."""
     pat = re.compile(rf"proc(\d{{6}})_reg{region}_{re.escape(name)}\.bin(\.xz)?$")
-    found = sorted((int(m.group(1)), f) for f in glob.glob(os.path.join(directory, f"proc*_reg{region}_{name}.bin*"))
-                   if (m := pat.search(os.path.basename(f))))
+    found = sorted((int(m.group(1)), f) for f in glob.glob(os.path.join(
+        glob.escape(directory), f"proc*_reg{region}_{name}.bin*")) if (m := pat.match(os.path.basename(f))))
+    dup = sorted({i for i, _ in found if [j for j, _ in found].count(i) > 1})
+    if dup:
+        raise FileNotFoundError(f"{directory}: both .bin and .bin.xz of {name} for processes {dup}")
     if not found:
         raise FileNotFoundError(f"no {gll_filename(0, region, name)} (or other processes) in {directory}")
     if [i for i, _ in found] != list(range(len(found))):
@@ -105,3 +120,66 @@ def write_fields(directory: str, model: GllFields, kernel: bool = False) -> None
         for i in range(len(model.sizes)):
             fname = gll_filename(i, model.region, f"{name}_kernel" if kernel else name)
             write_gll(os.path.join(directory, fname), values[bounds[i]:bounds[i + 1]])
+
+
+def _file_name(name: str, kernel: bool) -> str:
+    return f"{name}_kernel" if kernel and not name.endswith("_kernel") else name
+
+
+def read_model(directory: str | os.PathLike, names: list[str] | tuple[str, ...], region: int = 1,
+               kernel: bool = False) -> dict[str, list[np.ndarray]]:
+    """{name: [float32 values of process 0, 1, ...]}; the number of processes comes from the files
+    and must be the same for every name, as must the points per process."""
+    directory = os.fspath(directory)
+    out: dict[str, list[np.ndarray]] = {}
+    for name in names:
+        out[name] = [read_gll(f) for f in _procs(directory, region, _file_name(name, kernel))]
+        sizes = [a.size for a in out[name]]
+        first = [a.size for a in next(iter(out.values()))]
+        if sizes != first:
+            raise ValueError(f"{directory}: {name} has {sizes} points per process, "
+                             f"{next(iter(out))} {first}")
+    return out
+
+
+def read_kernels(directory: str | os.PathLike, names: list[str] | tuple[str, ...],
+                 region: int = 1) -> dict[str, list[np.ndarray]]:
+    """`read_model` for `<name>_kernel.bin` files ('betav' or 'betav_kernel' both name them)."""
+    return read_model(directory, names, region, kernel=True)
+
+
+def write_model(directory: str | os.PathLike, model: dict[str, list[np.ndarray] | np.ndarray],
+                region: int = 1, kernel: bool = False) -> None:
+    """Write {name: [array per process]} (a bare array is process 0) as float32 GLL files,
+    atomically per file."""
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    for name, parts in model.items():
+        if isinstance(parts, np.ndarray):
+            parts = [parts]
+        for iproc, values in enumerate(parts):
+            write_gll(os.path.join(directory, gll_filename(iproc, region, _file_name(name, kernel))),
+                      values)
+
+
+def write_kernels(directory: str | os.PathLike, kernels: dict[str, list[np.ndarray] | np.ndarray],
+                  region: int = 1) -> None:
+    """`write_model` for `<name>_kernel.bin` files."""
+    write_model(directory, kernels, region, kernel=True)
+
+
+def concatenate(model: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    """{name: one float64 array over all processes} (the layout of `read_mesh(folder)`)."""
+    return {k: np.concatenate([np.asarray(a, float) for a in v]) if isinstance(v, (list, tuple))
+            else np.asarray(v, float) for k, v in model.items()}
+
+
+def split(fields: dict[str, np.ndarray], sizes: list[int]) -> dict[str, list[np.ndarray]]:
+    """Inverse of `concatenate`: per-process pieces of `sizes` points."""
+    bounds = np.cumsum([0] + list(sizes))
+    out = {}
+    for k, v in fields.items():
+        if v.size != bounds[-1]:
+            raise ValueError(f"{k}: {v.size} values for {bounds[-1]} GLL points")
+        out[k] = [v[bounds[i]:bounds[i + 1]] for i in range(len(sizes))]
+    return out
