@@ -1,0 +1,209 @@
+"""The misfit of eq. (B3) extrapolated synthetics for any (α, t'), fast (SPEC §5).
+
+    s_α(t) = s0(t − Δ) + (α/ε)[s_ε(t − Δ) − s0(t − Δ)],   Δ = t' − t0,
+
+re-measured on a PreparedEvent's frozen windows, tapers, observed segments and weights (W_c per
+event, eq. 9). Processing (demean, taper, rotation, band-pass, resampling) is linear, and a delay
+of the raw synthetic moves its processed trace by Δ on the same grid (PreparedEvent.process shifts
+the start time, so the same samples are tapered and filtered), so s0 and D = s_ε − s0 are
+processed ONCE, on the measurement axis extended by the largest shift. With β = α/ε and window
+taper w, NZCC needs three inner products,
+    ∫ w²u s_α = A0(Δ) + β AD(Δ),   ∫ w² s_α² = B00(Δ) + 2β B0D(Δ) + β² BDD(Δ),   ∫ w²u²,
+and each A, B is a correlation in Δ: computed once per window at every integer lag within the
+bounds (FFT), then read at any real Δ by 4-point (cubic Lagrange) interpolation in the lag — exact
+at whole samples, and the functions of Δ are as smooth as the band-passed traces (error ~(ωΔt)⁴).
+One evaluation costs O(number of windows). For another `misfit` parameter (pyadjoint measures),
+`segments` shifts the window segments by a Fourier phase ramp and the PreparedEvent measures them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft as sfft
+from obspy import Stream
+
+from seisflows_eara.measure.event import PreparedEvent
+from seisflows_eara.processing import TimeAxis, filter_and_resample, prepare_synthetic
+
+#: extra lags beyond the shift bounds: the 4-point interpolation reads one lag past each neighbour
+INTERP_MARGIN = 2
+#: samples per FFT batch (windows × FFT length): bounds the memory of the precomputation
+BATCH_SAMPLES = 1 << 21
+
+
+def processed_extended(prepared: PreparedEvent, synthetics: Stream, margin: int
+                       ) -> dict[tuple[int, str], np.ndarray]:
+    """(station index, band) -> (3, npts + 2·margin) Z, R, T: the synthetics processed exactly as
+    PreparedEvent.process does, on each measurement axis extended by `margin` samples at both
+    ends (zero where the synthetic record does not reach)."""
+    p = prepared
+    v = p.cfg.values
+    out = {}
+    for k, axis in p.axes.items():
+        st = p.stations[k]
+        syn = synthetics.select(network=st.network, station=st.station)
+        if len(syn) == 0:
+            raise ValueError(f"event {p.event.name}: no synthetics for station {st.code}")
+        s = prepare_synthetic(syn, p.baz[k], v["taper_fraction"])
+        n_ext = axis.npts + 2 * margin
+        start = axis.starttime - margin * axis.dt
+        t_a = max(tr.stats.starttime for tr in s)
+        t_b = min(tr.stats.endtime for tr in s)
+        lo = max(0, int(np.ceil((t_a - start) / axis.dt - 1e-9)))
+        if start + lo * axis.dt < t_a:
+            lo += 1
+        hi = min(n_ext, int(np.floor((t_b - start) / axis.dt + 1e-9)) + 1)
+        if start + (hi - 1) * axis.dt > t_b:
+            hi -= 1
+        sub = TimeAxis(start + lo * axis.dt, axis.dt, hi - lo, axis.reference)
+        for band in {d.window.band for d in p.windows if d.station == k}:
+            arr = np.zeros((3, n_ext))
+            if hi > lo:
+                arr[:, lo:hi] = filter_and_resample(s, p.cfg.band(band), sub, v["filter_corners"])
+            out[(k, band)] = arr
+    return out
+
+
+def lagrange4(frac: float) -> np.ndarray:
+    """Weights of the 4-point (cubic) Lagrange interpolation at nodes −1, 0, 1, 2 for a point
+    `frac` ∈ [0, 1) past node 0."""
+    x = frac
+    return np.array([-x * (x - 1.0) * (x - 2.0) / 6.0, (x + 1.0) * (x - 1.0) * (x - 2.0) / 2.0,
+                     -(x + 1.0) * x * (x - 2.0) / 2.0, (x + 1.0) * x * (x - 1.0) / 6.0])
+
+
+class ExtrapolatedMisfit:
+    """χ(α, Δ) of the eq. (B3) synthetics on the frozen windows and weights of `prepared`.
+
+    `s0`, `s_eps`: synthetics (N, E, Z) of the current and the trial source (same stations and
+    sampling); `trial_step` ε; shifts Δ = t' − t0 allowed within `shift_bounds` (s). The processed
+    traces are kept (memory: 2 × stations × bands × 3 × samples) only when `keep_traces` or when the
+    `misfit` parameter is not NZCC: `segments` needs them."""
+
+    def __init__(self, prepared: PreparedEvent, s0: Stream, s_eps: Stream, trial_step: float,
+                 shift_bounds: tuple[float, float], keep_traces: bool = False):
+        p = prepared
+        self.prepared = p
+        self.trial_step = float(trial_step)
+        self.dt = p.dt
+        self.shift_bounds = (float(shift_bounds[0]), float(shift_bounds[1]))
+        self.margin = int(np.ceil(max(abs(b) for b in shift_bounds) / p.dt - 1e-9)) + INTERP_MARGIN
+        m = self.margin
+        self.nwin = len(p.windows)
+        self.w = p.wc * p.weights
+        self.lengths = p.lengths.copy()
+        nlag = 2 * m + 1
+        # A0, AD, B00, B0D, BDD per window and lag r = m − Δ/dt
+        self.corr = np.zeros((5, self.nwin, nlag))
+        self.uu = np.zeros(self.nwin)
+        self._e0: list[np.ndarray] = []
+        self._d: list[np.ndarray] = []
+        self._ext0: dict = {}
+        self._ext1: dict = {}
+        if self.nwin == 0:
+            return
+        ext0 = processed_extended(p, s0, m)
+        ext1 = processed_extended(p, s_eps, m)
+        if keep_traces or p.cfg["misfit"] != "nzcc":
+            self._ext0, self._ext1 = ext0, ext1
+        for i, d in enumerate(p.windows):
+            key, c = (d.station, d.window.band), "ZRT".index(d.window.component)
+            e0 = ext0[key][c, d.i0:d.i1 + 2 * m]
+            self._e0.append(e0)
+            self._d.append(ext1[key][c, d.i0:d.i1 + 2 * m] - e0)
+        self._correlate()
+        self._e0, self._d = [], []
+
+    def _batches(self):
+        """Window indices in batches of similar length, with the FFT length of each batch."""
+        order = np.argsort(self.lengths, kind="stable")
+        i = 0
+        while i < order.size:
+            nfft = sfft.next_fast_len(int(self.lengths[order[i]]) + 2 * self.margin, real=True)
+            j = i + 1
+            while j < order.size:
+                n_j = sfft.next_fast_len(int(self.lengths[order[j]]) + 2 * self.margin, real=True)
+                if (j - i + 1) * n_j > BATCH_SAMPLES:
+                    break
+                nfft = n_j
+                j += 1
+            yield order[i:j], nfft
+            i = j
+
+    def _correlate(self) -> None:
+        """Correlations of the kernels w²u and w² with s0, D, s0², s0·D, D² at lags 0 … 2m, and
+        ∫ w²u² (batch by batch: no array of all windows at full length is formed)."""
+        p = self.prepared
+        nlag = 2 * self.margin + 1
+        for idx, nfft in self._batches():
+            n = idx.size
+            lmax = int(self.lengths[idx].max())
+            w2 = p.taper[idx, :lmax] ** 2
+            g = w2 * p.U[idx, :lmax]
+            self.uu[idx] = np.sum(g * p.U[idx, :lmax], axis=1)
+            e0 = np.zeros((n, nfft))
+            dd = np.zeros((n, nfft))
+            for row, i in enumerate(idx):
+                e0[row, :self._e0[i].size] = self._e0[i]
+                dd[row, :self._d[i].size] = self._d[i]
+            k1 = np.conj(sfft.rfft(g, nfft, axis=1))
+            k2 = np.conj(sfft.rfft(w2, nfft, axis=1))
+            for q, (kern, sig) in enumerate(((k1, e0), (k1, dd), (k2, e0 * e0), (k2, e0 * dd),
+                                             (k2, dd * dd))):
+                self.corr[q, idx] = sfft.irfft(kern * sfft.rfft(sig, nfft, axis=1), nfft,
+                                               axis=1)[:, :nlag]
+
+    def _position(self, shift: float) -> tuple[int, np.ndarray]:
+        lo, hi = self.shift_bounds
+        if not lo - 1e-9 <= shift <= hi + 1e-9:
+            raise ValueError(f"origin-time change {shift} s outside the bounds [{lo}, {hi}] s")
+        x = self.margin - shift / self.dt
+        i = int(np.floor(x))
+        return i, lagrange4(x - i)
+
+    def parts(self, shift: float) -> np.ndarray:
+        """(5, nwin) A0, AD, B00, B0D, BDD at origin-time change `shift` (s)."""
+        i, wts = self._position(shift)
+        return self.corr[:, :, i - 1:i + 3] @ wts
+
+    def window_misfits(self, alpha: float, shift: float) -> np.ndarray:
+        """χ_w = 1 − NZCC per window for step α and origin-time change Δ (NaN: zero energy)."""
+        a0, ad, b00, b0d, bdd = self.parts(shift)
+        beta = alpha / self.trial_step
+        a = a0 + beta * ad
+        b = b00 + 2.0 * beta * b0d + beta * beta * bdd
+        ok = (b > 0) & (self.uu > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(ok, 1.0 - a / np.sqrt(np.where(ok, b * self.uu, 1.0)), np.nan)
+
+    def __call__(self, alpha: float, shift: float) -> float:
+        """Σ W_c W_es W_w χ_w (eq. 7) of the extrapolated synthetics; any `misfit` parameter."""
+        if self.nwin == 0:
+            return 0.0
+        if self.prepared.cfg["misfit"] != "nzcc":
+            return self.prepared.misfit_from_segments(self.segments(alpha, shift))
+        chi = self.window_misfits(alpha, shift)
+        return float(np.sum(np.where(self.w > 0, self.w * np.nan_to_num(chi, nan=0.0), 0.0)))
+
+    def segments(self, alpha: float, shift: float) -> np.ndarray:
+        """(nwin, L) window segments of s_α(t) (eq. B3): the processed traces on the extended axes
+        delayed by a Fourier phase ramp (they are tapered to zero at the record ends, so the ramp
+        does not wrap), then cut to the windows. The general path, for misfits other than NZCC and
+        as an independent check of the interpolated inner products."""
+        lo, hi = self.shift_bounds
+        if not lo - 1e-9 <= shift <= hi + 1e-9:
+            raise ValueError(f"origin-time change {shift} s outside the bounds [{lo}, {hi}] s")
+        if self.nwin and not self._ext0:
+            raise RuntimeError("segments() needs ExtrapolatedMisfit(..., keep_traces=True)")
+        beta = alpha / self.trial_step
+        m = self.margin
+        out = np.zeros_like(self.prepared.U)
+        shifted = {}
+        for key, e0 in self._ext0.items():
+            x = e0 + beta * (self._ext1[key] - e0)
+            nfft = sfft.next_fast_len(x.shape[1] + m, real=True)
+            ramp = np.exp(-2j * np.pi * sfft.rfftfreq(nfft, self.dt) * shift)
+            shifted[key] = sfft.irfft(sfft.rfft(x, nfft, axis=1) * ramp, nfft, axis=1)
+        for i, d in enumerate(self.prepared.windows):
+            y = shifted[(d.station, d.window.band)]["ZRT".index(d.window.component)]
+            out[i, :d.i1 - d.i0] = y[d.i0 + m:d.i1 + m]
+        return out
