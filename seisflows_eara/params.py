@@ -270,6 +270,13 @@ PARAMETERS: tuple[Param, ...] = (
           "optimize", _num(0, None, integer=True)),
     Param("source_bo_seed", 1, "integer", "Random seed of the Bayesian optimization (reproducible runs)",
           "optimize", _num(0, None, integer=True)),
+    Param("source_frechet_frame", "corrected", "name",
+          "Frame of SPECFEM's src_frechet: corrected undoes the transposed rotation of v7.0.x "
+          "save_kernels (proved by sum M*dchi/dM = 0), as_written trusts the file", "optimize",
+          _choice("corrected", "as_written")),
+    Param("source_frechet_tolerance", 0.02, "fraction",
+          "Largest |sum M*dchi/dM| / sum|M*dchi/dM| accepted from src_frechet (0 for NZCC); larger "
+          "means a wrong frame or another source's derivatives", "optimize", _num(0.0, 1.0)),
     # ---- solver: region (SPEC §1) ----
     Param("region_center_lat", 36.0, "deg", "Latitude of the chunk centre", "solver", _num(-90.0, 90.0)),
     Param("region_center_lon", 123.0, "deg", "Longitude of the chunk centre", "solver",
