@@ -18,7 +18,9 @@ from seisflows_eara.kernels import (KernelSum, damp, damping_mask, gaussian_smoo
                                     geographic_to_xyz, nonnegative_hessian, precondition,
                                     preconditioner, smooth_mesh, smooth_points, smoothed_filename,
                                     sum_kernel_folders, sum_kernels, xsmooth_sem_command)
+from seisflows_eara.kernels import smoothing
 from seisflows_eara.kernels.damping import DAMPING_REACH
+from seisflows_eara.kernels.smoothing import TRUNCATE_FLOAT32
 from seisflows_eara.measure import event_from_file
 from seisflows_eara.model import Mesh, read_gll, read_kernels, read_mesh, write_gll
 from seisflows_eara.model.mesh import gll_points_weights
@@ -212,9 +214,40 @@ def test_smoothing_operator_is_specfems_sum_over_local_points(mesh, tiny):
     got = smooth_points({"k": np.bincount(mesh.point_index, weights=k * vol) /
                          np.bincount(mesh.point_index, weights=vol)}, mesh.xyz_glob,
                         np.bincount(mesh.point_index, weights=vol), sh, sv,
-                        targets=mesh.xyz_glob[targets])["k"]
+                        targets=mesh.xyz_glob[targets], truncate=TRUNCATE_FLOAT32)["k"]
     scale = np.abs(k).max()
     assert np.abs(got - np.array(brute)).max() < 1e-6 * scale
+
+
+@pytest.mark.parametrize("sh, sv", [(50.0, 25.0), (10.0, 40.0)])
+def test_band_search_finds_every_pair_within_the_truncation(mesh, sh, sv):
+    """The radially stretched KD-tree search returns exactly the pairs with
+    d_h²/σh² + d_v²/σv² ≤ t² (brute force over all points), for σh > σv and σh < σv."""
+    g, t = mesh.xyz_glob, 3.0
+    r = np.linalg.norm(g, axis=1)
+    tg = np.arange(0, mesh.nglob, 4099)
+    found = set()
+    for rows, i, j, q in smoothing._band_pairs(g[tg], g, r[tg], r, sh, sv, t, 64):
+        found.update(zip(tg[rows[i]].tolist(), j.tolist()))
+    expect = set()
+    for a in tg:
+        th = np.arctan2(np.linalg.norm(np.cross(g, g[a]), axis=1), g @ g[a])
+        q = (r * th / sh) ** 2 + ((r - r[a]) / sv) ** 2
+        expect.update((int(a), int(b)) for b in np.nonzero(q <= t ** 2 * (1 - 1e-12))[0])
+    assert expect <= found and len(found - expect) <= len(expect) * 1e-4
+    assert len(expect) > 1000
+
+
+def test_default_truncation_is_close_to_the_full_gaussian(mesh, tiny):
+    k = np.asarray(read_gll(tiny / "KERNELS" / "proc000000_reg1_betav_kernel.bin"), float)
+    idx, vol = mesh.point_index, mesh.volume
+    vol_g = np.bincount(idx, weights=vol)
+    kg = np.bincount(idx, weights=k * vol) / vol_g
+    tg = mesh.xyz_glob[np.arange(0, mesh.nglob, 997)]
+    full = smooth_points({"k": kg}, mesh.xyz_glob, vol_g, 50.0, 25.0, targets=tg,
+                         truncate=TRUNCATE_FLOAT32)["k"]
+    cut = smooth_points({"k": kg}, mesh.xyz_glob, vol_g, 50.0, 25.0, targets=tg)["k"]
+    assert 1e-4 < np.abs(cut - full).max() / np.abs(full).max() < 0.025
 
 
 def test_smoothing_keeps_constants_and_spreads_a_spike_with_the_gaussian_width(mesh):
@@ -230,10 +263,11 @@ def test_smoothing_keeps_constants_and_spreads_a_spike_with_the_gaussian_width(m
     spike = np.zeros(mesh.nglob)
     spike[s] = 1.0
     out = smooth_points({"one": np.ones(mesh.nglob), "spike": spike}, mesh.xyz_glob, vol_g, sh, sv,
-                        targets=mesh.xyz_glob[near])
+                        targets=mesh.xyz_glob[near], truncate=TRUNCATE_FLOAT32)
     assert np.allclose(out["one"], 1.0, rtol=1e-13)
     norm = smooth_points({"one": np.ones(mesh.nglob)}, mesh.xyz_glob, vol_g, sh, sv,
-                         targets=mesh.xyz_glob[near], normalise=False)["one"]     # Σ_j w V_j
+                         targets=mesh.xyz_glob[near], truncate=TRUNCATE_FLOAT32,
+                         normalise=False)["one"]                                 # Σ_j w V_j
     inner = np.linalg.norm(mesh.xyz_glob[near] - centre, axis=1) < sh
     analytic = (2 * np.pi) ** 1.5 * sh ** 2 * sv
     assert np.abs(norm[inner] / analytic - 1).max() < 0.01
@@ -346,7 +380,7 @@ def test_python_smoothing_equals_xsmooth_sem(tiny, tiny_databases, mesh, tmp_pat
                                 binary=str(Path(SPECFEM_BIN) / "xsmooth_sem")), run, 7200)
     theirs = np.asarray(read_gll(run / "OUT" / smoothed_filename(0, "betav_kernel")), float)
     k = np.asarray(read_gll(run / "IN" / "proc000000_reg1_betav_kernel.bin"), float)
-    ours = smooth_mesh({"k": k}, mesh, 50.0, 25.0)["k"]
+    ours = smooth_mesh({"k": k}, mesh, 50.0, 25.0, truncate=TRUNCATE_FLOAT32)["k"]
     scale = np.abs(theirs).max()
     assert np.abs(ours - theirs).max() < 1e-3 * scale
     for p in np.argsort(-np.abs(ours - theirs))[:3]:
