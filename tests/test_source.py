@@ -219,6 +219,24 @@ def test_src_frechet_time_shift_derivative_from_adjoint_sources():
     assert total == pytest.approx(g.time_shift, rel=5e-3)
 
 
+def test_src_frechet_half_duration_derivative_is_per_gaussian_width():
+    """Line 11 = ∂χ/∂τ_g with τ_g = hdur/1.628 (SOURCE_DECAY_MIMIC_TRIANGLE): the Gaussian source
+    obeys ∂s/∂τ_g = (τ_g/2) ∂²s/∂t², so ∂χ/∂τ_g = (τ_g/2) Σ_r ∫ f†·s̈ dt (to the 2nd differences
+    of the 0.25-s samples)."""
+    tiny = _tiny()
+    src = read_cmtsolution(tiny / "DATA" / "CMTSOLUTION")
+    tau = src.half_duration / 1.628
+    total = 0.0
+    for f in sorted((tiny / "OUTPUT_FILES").glob("*.sem.ascii")):
+        s = np.loadtxt(f)
+        a = np.loadtxt(tiny / "SEM" / f.name.replace(".sem.ascii", ".adj"))
+        dt = s[1, 0] - s[0, 0]
+        total += np.sum(a[:, 1] * np.gradient(np.gradient(s[:, 1], dt), dt)) * dt * tau / 2.0
+    g = read_src_frechet(tiny / "OUTPUT_FILES" / "src_frechet.000001", frame="as_written")
+    assert total == pytest.approx(g.half_duration, rel=0.05)
+    assert total / 1.628 != pytest.approx(g.half_duration, rel=0.2)      # not per CMT half duration
+
+
 def test_bad_src_frechet_files_name_the_file(tmp_path):
     src = read_cmtsolution(_tiny() / "DATA" / "CMTSOLUTION")
     lines = (_tiny() / "OUTPUT_FILES" / "src_frechet.000001").read_text().splitlines(keepends=True)

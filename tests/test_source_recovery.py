@@ -14,6 +14,7 @@ surface 60-250 s; processed at 1 Hz (the database's own sampling is 24.7 s).
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -196,6 +197,19 @@ def test_extrapolated_misfit_matches_the_measurement_core(fd_case):
         assert m.prepared.misfit_from_segments(em.segments(a, t)) == pytest.approx(c, rel=1e-4)
     with pytest.raises(ValueError, match="outside the bounds"):
         em(0.01, 5.5)
+    # W_c per event (eq. 9) even when the PreparedEvent carries the structure misfit's all-event W_c
+    other = copy.copy(m.prepared)
+    other.set_weights(m.prepared.weights, m.prepared.categories, wc=np.full(len(other.windows), 0.123))
+    assert ExtrapolatedMisfit(other, syn, s_eps, eps, (-1.0, 1.0))(0.0, 0.0) == \
+        pytest.approx(m.misfit, rel=1e-12)
+    # another misfit on the same windows (pyadjoint cc_traveltime): the segments path
+    cc = copy.copy(m.prepared)
+    cc.cfg = Config({**v, "misfit": "cc_traveltime"}, 1)
+    em_cc = ExtrapolatedMisfit(cc, syn, s_eps, eps, (-2.0, 2.0))
+    st = syn.copy()
+    for tr, te in zip(st, s_eps):
+        tr.data = tr.data + 3.0 * (te.data - tr.data)
+    assert em_cc(3.0 * eps, -1.0) == pytest.approx(cc.misfit(st, time_shift=-1.0), rel=1e-6)
 
 
 def test_line_search_failure_names_event_and_keeps_source(fd_case):

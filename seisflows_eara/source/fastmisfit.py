@@ -23,6 +23,7 @@ from obspy import Stream
 
 from seisflows_eara.measure.event import PreparedEvent
 from seisflows_eara.processing import TimeAxis, filter_and_resample, prepare_synthetic
+from seisflows_eara.weights import categorical_weights
 
 #: extra lags beyond the shift bounds: the 4-point interpolation reads one lag past each neighbour
 INTERP_MARGIN = 2
@@ -89,7 +90,9 @@ class ExtrapolatedMisfit:
         self.margin = int(np.ceil(max(abs(b) for b in shift_bounds) / p.dt - 1e-9)) + INTERP_MARGIN
         m = self.margin
         self.nwin = len(p.windows)
-        self.w = p.wc * p.weights
+        # eq. (7)-(9): W_c counted over this event's windows, whatever W_c the PreparedEvent holds
+        # (the structure misfit sets all-event W_c on it)
+        self.w = categorical_weights(p.categories, p.weights) * p.weights if self.nwin else np.zeros(0)
         self.lengths = p.lengths.copy()
         nlag = 2 * m + 1
         # A0, AD, B00, B0D, BDD per window and lag r = m − Δ/dt
@@ -176,12 +179,14 @@ class ExtrapolatedMisfit:
             return np.where(ok, 1.0 - a / np.sqrt(np.where(ok, b * self.uu, 1.0)), np.nan)
 
     def __call__(self, alpha: float, shift: float) -> float:
-        """Σ W_c W_es W_w χ_w (eq. 7) of the extrapolated synthetics; any `misfit` parameter."""
+        """Σ W_c W_es W_w χ_w (eq. 7, W_c per event: eq. 9) of the extrapolated synthetics; any
+        `misfit` parameter."""
         if self.nwin == 0:
             return 0.0
         if self.prepared.cfg["misfit"] != "nzcc":
-            return self.prepared.misfit_from_segments(self.segments(alpha, shift))
-        chi = self.window_misfits(alpha, shift)
+            chi, _ = self.prepared.other_misfit(self.segments(alpha, shift))
+        else:
+            chi = self.window_misfits(alpha, shift)
         return float(np.sum(np.where(self.w > 0, self.w * np.nan_to_num(chi, nan=0.0), 0.0)))
 
     def segments(self, alpha: float, shift: float) -> np.ndarray:
