@@ -24,11 +24,13 @@ import pytest
 
 from conftest import shared_fixture
 from seisflows_eara import params
-from seisflows_eara.io.cmtsolution import CMTSource, SourceHistory, from_obspy_event, read_cmtsolution
+from seisflows_eara.io.cmtsolution import (CMTSource, SourceHistory, from_obspy_event,
+                                           read_cmtsolution, write_cmtsolution)
 from seisflows_eara.io.stations import Station, read_stations
 from seisflows_eara.measure import Config, measure_event
 from seisflows_eara.source import (ExtrapolatedMisfit, centroid_offset, event_info, homogeneity_ratio,
-                                   invert_source, line_search_update, move_centroid, prepare_trial)
+                                   invert_source, line_search_update, move_centroid, prepare_trial,
+                                   update_from_files)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -212,17 +214,32 @@ def test_extrapolated_misfit_matches_the_measurement_core(fd_case):
     assert em_cc(3.0 * eps, -1.0) == pytest.approx(cc.misfit(st, time_shift=-1.0), rel=1e-6)
 
 
-def test_line_search_failure_names_event_and_keeps_source(fd_case):
-    """Trial synthetics missing a station: the event keeps its source, the reason names it."""
+def test_line_search_failure_names_event_and_keeps_source(fd_case, tmp_path):
+    """Trial synthetics missing a station: the event keeps its source (written as its next
+    CMTSOLUTION, recorded in the history), the reason names the event and the station; with the
+    complete synthetics the same files give an accepted step."""
     setup, start, syn, m, g = fd_case
     trial, _ = prepare_trial(start, g, setup.values)
     s_eps = setup.forward(trial)
+    write_cmtsolution(tmp_path / "start", start)
+    write_cmtsolution(tmp_path / "trial", trial)
+    history = SourceHistory(tmp_path / "history")
+    broken = s_eps.copy()
     gone = setup.stations[3]
-    for tr in s_eps.select(network=gone.network, station=gone.station):
-        s_eps.remove(tr)
-    up = line_search_update(start.event_name, m.prepared, syn, s_eps, start, trial, setup.values)
+    for tr in broken.select(network=gone.network, station=gone.station):
+        broken.remove(tr)
+    up = line_search_update(start.event_name, m.prepared, syn, broken, start, trial, setup.values)
     assert up.status == "failed" and up.source is start
     assert f"event {start.event_name}" in up.reason and gone.code in up.reason
+    out = update_from_files(start.event_name, m.prepared, syn, broken, tmp_path / "start",
+                            tmp_path / "trial", tmp_path / "next", setup.values, history, "it01")
+    assert out["status"] == "failed" and read_cmtsolution(tmp_path / "next") == start
+    assert history.rows()[-1]["status"] == "failed" and gone.code in history.rows()[-1]["reason"]
+    out = update_from_files(start.event_name, m.prepared, syn, s_eps, tmp_path / "start",
+                            tmp_path / "trial", tmp_path / "next", setup.values, history, "it01")
+    assert out["status"] == "updated" and out["misfit"] < out["misfit0"] == pytest.approx(m.misfit)
+    assert read_cmtsolution(tmp_path / "next") != start
+    assert [r["status"] for r in history.rows()] == ["updated"]
 
 
 def _run_recovery(provider, true, stations, rotation_deg, tmp_path):
@@ -290,3 +307,17 @@ def test_source_inversion_greece_large_rotation(provider, tmp_path):
     e0, e3 = errors(true, sources[0]), errors(true, sources[-1])
     assert e3["mt_angle_deg"] < 0.75 * e0["mt_angle_deg"]
     assert abs(e3["time_s"]) < 0.2 * abs(e0["time_s"])
+
+
+def test_extrapolated_misfit_when_records_end_at_the_measurement_axis(provider, darfield):
+    """Observed as long as the synthetics: the measurement axis is the whole synthetic record, so
+    the core cannot delay the raw trace (obspy refuses to extrapolate); the eq. (B3) misfit is
+    still defined (the processed record is zero beyond its ends) and matches at Δ = 0."""
+    setup = Setup(provider, darfield, _ring(darfield, (20.0,), 90))
+    syn = setup.forward(darfield)
+    m = setup.measure(darfield, syn)
+    with pytest.raises(ValueError, match="fully contained"):
+        m.prepared.misfit(syn, time_shift=3.0)
+    em = ExtrapolatedMisfit(m.prepared, syn, syn, 0.01, (-5.0, 5.0))
+    assert em(0.03, 0.0) == pytest.approx(m.misfit, abs=1e-12)
+    assert em(0.0, 3.0) > em(0.0, 0.0)

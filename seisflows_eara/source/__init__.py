@@ -12,7 +12,7 @@ from seisflows_eara.source.gradient import (SourceStep, apply_step, centroid_off
                                             extrapolate_source, move_centroid, sigmas, trial_source)
 from seisflows_eara.source.inversion import (IterationRecord, SourceUpdate, event_info,
                                              invert_source, line_search_update, prepare_trial,
-                                             trial_from_files)
+                                             trial_from_files, update_from_files)
 from seisflows_eara.source.linesearch import (LineSearchResult, SourceLineSearchError,
                                               bayesian_line_search)
 
@@ -21,4 +21,5 @@ __all__ = ["ExtrapolatedMisfit", "IterationRecord", "LineSearchResult", "SourceG
            "bayesian_line_search", "centroid_offset", "check_src_frechet", "descent_step",
            "event_info", "extrapolate_source", "format_src_frechet", "homogeneity_ratio",
            "invert_source", "line_search_update", "move_centroid", "prepare_trial",
-           "read_src_frechet", "sigmas", "trial_from_files", "trial_source", "write_src_frechet"]
+           "read_src_frechet", "sigmas", "trial_from_files", "trial_source", "update_from_files",
+           "write_src_frechet"]

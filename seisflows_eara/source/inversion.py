@@ -107,6 +107,27 @@ def line_search_update(event: str, prepared: PreparedEvent, s0: Stream, s_eps: S
     return SourceUpdate(event, new, "updated", "", ls)
 
 
+def update_from_files(event: str, prepared: PreparedEvent, s0: Stream, s_eps: Stream,
+                      cmt_path: str | os.PathLike, trial_path: str | os.PathLike,
+                      output_path: str | os.PathLike, values: dict[str, Any],
+                      history: SourceHistory | None = None, tag: str | None = None
+                      ) -> dict[str, Any]:
+    """line_search_update with the sources read from their CMTSOLUTIONs; writes the source to use
+    next to `output_path` (atomically; the previous one when the step is kept or the search
+    failed) and, with `history`, records it under `tag`. Returns SourceUpdate.as_dict()."""
+    source = read_cmtsolution(cmt_path)
+    trial = read_cmtsolution(trial_path)
+    up = line_search_update(event, prepared, s0, s_eps, source, trial, values)
+    write_cmtsolution(output_path, up.source)
+    if history is not None and tag is not None:
+        ls = up.line_search
+        nan = float("nan")
+        history.record(tag, up.source, misfit=ls.misfit if ls else nan, alpha=ls.alpha if ls else nan,
+                       origin_time_change=ls.origin_time_change if ls else nan, status=up.status,
+                       reason=up.reason)
+    return up.as_dict()
+
+
 def step_bounds_above_surface(source: CMTSource, trial: CMTSource, trial_step: float,
                               bounds: tuple[float, float]) -> tuple[float, float]:
     """`bounds` on α, the upper one lowered so that the extrapolated centroid stays at depth >= 0
