@@ -119,6 +119,17 @@ def _bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
 
+def _optional_str(v: Any) -> str | None:
+    return None if v is None or (isinstance(v, str) and v) else "must be a non-empty string or null"
+
+
+def _optional_int(lo: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        ok = v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= lo)
+        return None if ok else f"must be an integer >= {lo} or null"
+    return check
+
+
 def _optional_path(v: Any) -> str | None:
     return None if v is None or isinstance(v, str) else "must be a path or null"
 
@@ -157,6 +168,48 @@ PARAMETERS: tuple[Param, ...] = (
     Param("events_per_job", 4, "count",
           "Events bundled in one scheduler job (SPECFEM NUMBER_OF_SIMULTANEOUS_RUNS or job steps)",
           "solver", _num(1, None, integer=True)),
+    # ---- system: Slurm site, bundling, retries (SPEC §8); cost estimate (`seisflows-eara estimate`) ----
+    # (the master job's walltime is SeisFlows' `walltime`, concurrent tasks its `ntask_max`)
+    Param("slurm_site", "generic", "name",
+          "Site preset giving the values of the null slurm_* keys (generic: Slurm places the tasks; "
+          "stampede2: TACC SKX nodes, 48 cores, skx-normal, ibrun)", "system",
+          _choice("generic", "stampede2")),
+    Param("slurm_partition", None, "name", "Partition of the event jobs (null: the preset's, or "
+          "the cluster's default)", "system", _optional_str),
+    Param("slurm_master_partition", None, "name", "Partition of the master job (null: the preset's, "
+          "else slurm_partition)", "system", _optional_str),
+    Param("slurm_account", None, "name", "Account (allocation) charged for every job (null: none)",
+          "system", _optional_str),
+    Param("slurm_cores_per_node", None, "count", "Cores per node: each event gets whole nodes "
+          "(null: the preset's; generic leaves placement to Slurm)", "system", _optional_int(1)),
+    Param("slurm_environment", [], "shell lines", "Lines run in every job before its tasks (module "
+          "loads, exports)", "system", _str_list),
+    Param("slurm_sbatch_options", [], "sbatch options", "Extra options written as #SBATCH lines, e.g. "
+          "--mem=0 or --qos=normal", "system", _str_list),
+    Param("slurm_walltime_forward", 60.0, "min", "Walltime of a forward-simulation job (the paper: "
+          "~30 min on 441 cores)", "system", _num(0.0, None, lo_open=True)),
+    Param("slurm_walltime_adjoint", 60.0, "min", "Walltime of a source-adjoint (src_frechet) job",
+          "system", _num(0.0, None, lo_open=True)),
+    Param("slurm_walltime_kernel", 150.0, "min", "Walltime of a kernel job (the paper: ~70 min on "
+          "441 cores)", "system", _num(0.0, None, lo_open=True)),
+    Param("slurm_walltime_serial", 60.0, "min", "Walltime of a single-core task (source line search, "
+          "single tasks)", "system", _num(0.0, None, lo_open=True)),
+    Param("slurm_task_retries", 2, "count", "Resubmissions of a failed task before it is reported by "
+          "event name", "system", _num(0, None, integer=True)),
+    Param("slurm_poll_seconds", 10.0, "s", "Interval between job-state queries (squeue)", "system",
+          _num(0.0, None, lo_open=True)),
+    Param("estimate_minutes_per_forward", 30.0, "min", "Wall time of one forward simulation per event "
+          "for the cost estimate (paper §2.2: ~30 min on 441 cores)", "system",
+          _num(0.0, None, lo_open=True)),
+    Param("estimate_kernel_cost", 2.0, "forwards", "Cost of a kernel run (SIMULATION_TYPE 3: "
+          "reconstructed forward + adjoint wavefields) in forward runs (paper: 70/30 min)", "system",
+          _num(0.0, None, lo_open=True)),
+    Param("estimate_source_adjoint_cost", 1.0, "forwards", "Cost of a source-adjoint run "
+          "(SIMULATION_TYPE 2: the adjoint wavefield only) in forward runs", "system",
+          _num(0.0, None, lo_open=True)),
+    Param("estimate_mesher_cost", 0.03, "forwards", "Cost of one mesher run (re-run per event when "
+          "the model changes) in forward runs (tiny fixture run: 2 s vs 76 s)", "system",
+          _num(0.0, None)),
     # ---- preprocess: data processing (SPEC §2) ----
     Param("sampling_rate", 10.0, "Hz",
           "Sampling rate of processed observed and synthetic traces (on the synthetics' time axis)",
