@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from obspy import UTCDateTime
 
+from seisflows_eara.io.specfem_traces import read_synthetics
 from seisflows_eara.kernels import geographic_to_xyz
 
 HERE = Path(__file__).resolve().parent
@@ -39,6 +41,10 @@ STATIONS = [("ZKR", "GE", 35.11, 26.22), ("LIT", "HT", 40.10, 22.49), ("BGIO", "
             ("T02", "XX", 34.0, 20.0), ("T03", "XX", 46.0, 32.0), ("T04", "XX", 41.0, 16.5),
             ("T05", "XX", 33.0, 28.0)]
 ANOMALY = dict(lat=41.0, lon=24.0, depth=150.0, radius=400.0, amplitude=0.04)
+
+
+#: the PDE time of every CMTSOLUTION cmt_text writes
+TRUE_TIME = UTCDateTime(2008, 1, 6, 5, 14, 23.70)
 
 
 def cmt_text(name: str, lat: float, lon: float, depth: float, shift: float, m: list[float]) -> str:
@@ -108,9 +114,9 @@ def world(tmp_path_factory) -> dict:
             shutil.copy(true / f"proc000000_reg1_{p}.bin", run / "DATA" / "GLL")
         for exe in ("xmeshfem3D", "xspecfem3D"):
             subprocess.run([str(bindir / exe)], cwd=run, check=True)
-        (obs / ev).mkdir(parents=True)
-        for f in (run / "OUTPUT_FILES").glob("*.sem.ascii"):
-            shutil.copy(f, obs / ev / f.name)
+        (obs / ev).mkdir(parents=True)      # absolute times: the true centroid time
+        read_synthetics(str(run / "OUTPUT_FILES"), TRUE_TIME + shift).write(
+            str(obs / ev / f"{ev}.mseed"), format="MSEED", encoding="FLOAT64")
     return dict(root=root, mesh=mesh, init=init, true=true, cfg=cfg, bin=bindir, obs=obs,
                 gauss=gauss)
 
@@ -167,29 +173,53 @@ def _simulations(work: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def reference_run(world, tmp_path_factory) -> Path:
-    """One uninterrupted run: 1 stage, 2 structure iterations, 2 events."""
-    work = _project(world, tmp_path_factory.mktemp("reference_run"), 0, 2)
+    """One uninterrupted run: 1 stage, 1 source + 2 structure iterations, 2 events."""
+    work = _project(world, tmp_path_factory.mktemp("reference_run"), 1, 2)
     _seisflows(["submit"], work)
     return work
 
 
-def test_structure_inversion_through_seisflows_submit(world, reference_run):
+def _source_error(path: Path, event: str) -> tuple[float, float]:
+    """(centroid distance in km, |centroid-time error| in s) of a CMTSOLUTION from the true source."""
+    from obspy.geodetics import gps2dist_azimuth
+    from seisflows_eara.io.cmtsolution import read_cmtsolution
+    lat, lon, dep, shift, _ = TRUE_EVENTS[event]
+    s = read_cmtsolution(path)
+    horizontal = gps2dist_azimuth(s.latitude, s.longitude, lat, lon)[0] / 1000.0
+    true_time = TRUE_TIME + shift
+    return float(np.hypot(horizontal, s.depth - dep)), abs(s.centroid_time - true_time)
+
+
+def test_inversion_through_seisflows_submit(world, reference_run):
     work = reference_run
     h = _history(work)
     total = h[h.category == "total"]
+    pre = total[total.kind == "pre_source"].misfit.to_numpy()
+    src = total[total.kind == "source"].misfit.to_numpy()
     st = total[total.kind == "structure"].sort_values("iteration").misfit.to_numpy()
     final = total[total.kind == "final"].misfit.to_numpy()
-    chain = np.concatenate([st, final])
-    assert len(chain) == 3 and np.all(np.diff(chain) < 0), chain     # falls every iteration
+    assert len(pre) == 1 and len(src) == 1 and pre[0] == src[0]     # Fig. 3's extra point
+    chain = np.concatenate([src, st, final])
+    assert len(chain) == 4 and np.all(np.diff(chain) < 0), chain     # falls every iteration
     assert chain[-1] < 0.5 * chain[0]
-    # accounting: per event, 3 solver runs per structure iteration (+ the final forward)
+    # accounting: per event, 3 solver runs per source and per structure iteration (+ final forward)
     sims = _simulations(work)
     for ev in TRUE_EVENTS:
         mine = [s for s in sims if s.split()[1] == ev]
-        assert len(mine) == 3 * 2 + 1, mine
-        assert sorted(s.split()[2] for s in mine) == ["forward"] * 5 + ["kernel"] * 2
+        assert len(mine) == 3 * 1 + 3 * 2 + 1, mine
+        assert sorted(s.split()[2] for s in mine) == \
+            ["forward"] * 7 + ["kernel"] * 2 + ["source_adjoint"]
+        # the source moved toward the true one (centroid ~10 km and 1 s off at the start)
+        folder = work / "output" / "sources" / ev
+        d0, t0 = _source_error(folder / "CMTSOLUTION_stage1_src01_start", ev)
+        d1, t1 = _source_error(folder / "CMTSOLUTION_current", ev)
+        assert d1 / d0 + t1 / t0 < 2.0 and (d1 < d0 or t1 < t0), (ev, d0, d1, t0, t1)
+        rows = (folder / "history.csv").read_text().splitlines()
+        assert rows[1].startswith("initial,") and rows[2].startswith("stage1_src01,"), rows
+        assert ",updated," in rows[2]
     # the solver plugin applied every model: the final forward ran on the final model's GLL files,
-    # the mesher re-ran exactly when the model changed (init, trial 1, it01, trial 2, it02)
+    # the mesher re-ran exactly when the model changed (init, trial 1, it01, trial 2, it02), not
+    # for a new source
     ev1 = work / "scratch" / "solver" / "EV1"
     for par in PARS:
         f = f"proc000000_reg1_{par}.bin"
@@ -198,7 +228,7 @@ def test_structure_inversion_through_seisflows_submit(world, reference_run):
     assert (ev1 / "DATA" / "GLL" / "model_id.txt").read_text() == \
         (ev1 / "DATABASES_MPI" / "meshed_model_id.txt").read_text()
     log = (work / "sflog.txt").read_text()
-    assert log.count("EV1: ./bin/xmeshfem3D") == 5 and log.count("EV1: ./bin/xspecfem3D") == 7
+    assert log.count("EV1: ./bin/xmeshfem3D") == 5 and log.count("EV1: ./bin/xspecfem3D") == 10
     # the update correlates with the true anomaly (Vsv)
     dv = read_gll(work / "output" / "models" / "stage1_it02" / "proc000000_reg1_vsv.bin") / \
         read_gll(world["init"] / "proc000000_reg1_vsv.bin") - 1.0
@@ -206,19 +236,29 @@ def test_structure_inversion_through_seisflows_submit(world, reference_run):
     assert r > 0.3, r
 
 
-def test_kill_mid_line_search_and_resume_repeats_no_simulation(world, reference_run, tmp_path):
-    """SIGKILL of the master while the second event's trial forward runs (stand-in invocation 10:
-    mesher+forward ×2, kernel ×2, trial mesher+forward of EV1, trial mesher of EV2, then EV2's
-    trial solver); `seisflows submit` again finishes with the same model, bit for bit."""
-    work = _project(world, tmp_path, 0, 2)
-    env = {"STANDIN_KILL_AFTER": f"{tmp_path / 'count.txt'}:10"}
+@pytest.mark.parametrize("kill_at, done, pending", [
+    # stand-in invocation 16: mesher+forward x2, source adjoint x2, perturbed forward x2, forward x2,
+    # kernel x2, trial mesher+forward of EV1, trial mesher of EV2, then EV2's trial solver
+    pytest.param(16, "stage1/structure01/trial_forward EV1 forward",
+                 "stage1/structure01/trial_forward EV2", id="structure-line-search"),
+    # invocation 8: EV2's perturbed-source forward (the source line search's trial run)
+    pytest.param(8, "stage1/source01/perturbed_forward EV1 forward",
+                 "stage1/source01/perturbed_forward EV2", id="source-line-search",
+                 marks=pytest.mark.slow),
+])
+def test_kill_mid_line_search_and_resume_repeats_no_simulation(world, reference_run, tmp_path,
+                                                                kill_at, done, pending):
+    """SIGKILL of the master (and the running solver) in the middle of a line search; `seisflows
+    submit` again finishes with the same sources and model, bit for bit, repeating no simulation."""
+    work = _project(world, tmp_path, 1, 2)
+    env = {"STANDIN_KILL_AFTER": f"{tmp_path / 'count.txt'}:{kill_at}"}
     exe = str(Path(sys.executable).with_name("seisflows"))
     p = subprocess.run([exe, "submit"], cwd=work, capture_output=True, text=True, timeout=1200,
                        env={**os.environ, **env}, start_new_session=True)
     assert p.returncode != 0                       # killed
-    done = _simulations(work)
-    assert "stage1/structure01/trial_forward EV1 forward" in done
-    assert not any(s.startswith("stage1/structure01/trial_forward EV2") for s in done)
+    sims = _simulations(work)
+    assert done in sims
+    assert not any(s.startswith(pending) for s in sims)
     _seisflows(["submit"], work)
     sims = _simulations(work)
     assert len(sims) == len(set(sims)), "a finished simulation was repeated"
@@ -227,3 +267,6 @@ def test_kill_mid_line_search_and_resume_repeats_no_simulation(world, reference_
         f = f"proc000000_reg1_{par}.bin"
         assert (work / "output" / "models" / "stage1_it02" / f).read_bytes() == \
             (reference_run / "output" / "models" / "stage1_it02" / f).read_bytes(), par
+    for ev in TRUE_EVENTS:
+        f = Path("output") / "sources" / ev / "CMTSOLUTION_current"
+        assert (work / f).read_text() == (reference_run / f).read_text(), ev

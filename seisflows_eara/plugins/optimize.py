@@ -9,7 +9,12 @@ Structure iteration (called by the workflow's master steps):
                         -> χ(α) on extrapolated synthetics, α chosen, accepted only if χ decreases
   write_updated_model   m + α d written as a new GLL folder (complete folder renamed into place)
   retry_direction       fallback when no α decreases χ: smaller ε, then β = 0 (steepest descent)
-Source iteration: source_trial (CMTSOLUTION at ε) and source_update (Bayesian line search).
+Source iteration (SPEC §5, per event):
+  source_trial          CMTSOLUTION + src_frechet -> seisflows_eara.source: check, σ_M, σ_X,
+                        non-dimensional descent -> trial CMTSOLUTION at ε
+  source_update         frozen windows + forward and trial synthetics -> Bayesian optimization of
+                        (α, t') on eq. (B3) extrapolations -> next CMTSOLUTION (the previous one
+                        when no step lowers the misfit or the search fails) + history.csv row
 SeisFlows' own Gradient machinery (m_new.npz vectors, bracketing line search) is not used.
 """
 from __future__ import annotations
@@ -33,6 +38,8 @@ from seisflows_eara.optimize import OptimizerState
 from seisflows_eara.optimize import structure as core
 from seisflows_eara.optimize.pcg import scale
 from seisflows_eara.plugins.base import EaraParameters
+from seisflows_eara import source as source_core
+from seisflows_eara.io.cmtsolution import SourceHistory, read_cmtsolution
 
 
 class EaraPcg(EaraParameters, Gradient):
@@ -50,6 +57,26 @@ class EaraPcg(EaraParameters, Gradient):
     def check(self) -> None:
         self._check_eara()
         super().check()
+
+    # ------------------------------------------------------------------ source
+    def source_trial(self, cmt_path: str, frechet_path: str, output: str, event: str = "") -> dict:
+        """Trial CMTSOLUTION at ε = source_trial_step along the non-dimensional steepest descent;
+        returns σ_M, σ_X and the gradients (SrcFrechetError names the event and file)."""
+        return source_core.trial_from_files(cmt_path, frechet_path, output, self.eara, event)
+
+    def source_update(self, prepared, cmt_path: str, trial_path: str, s0_path: str,
+                      strial_path: str, output: str, event: str, history: str | None = None,
+                      tag: str | None = None) -> dict:
+        """(α, t') by Bayesian optimization on the eq. (B3) synthetics of the forward (`s0_path`,
+        source `cmt_path`) and trial (`strial_path`, source `trial_path`) runs; writes the next
+        CMTSOLUTION to `output` — the previous one (status "kept"/"failed") when no step lowers
+        the misfit or the search fails — and, with `history` (a folder), its history.csv row."""
+        t0 = read_cmtsolution(cmt_path).centroid_time     # SPECFEM's time zero (one source)
+        s0 = read_synthetics(s0_path, t0)
+        s_eps = read_synthetics(strial_path, t0)
+        return source_core.update_from_files(
+            event, prepared, s0, s_eps, cmt_path, trial_path, output, self.eara,
+            SourceHistory(history) if history else None, tag)
 
     # ------------------------------------------------------------------ structure
     def structure_direction(self, stage: int, iteration: int, structure_index: int,

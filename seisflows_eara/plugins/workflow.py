@@ -24,6 +24,7 @@ from seisflows.workflow.inversion import Inversion
 
 from seisflows_eara import params
 from seisflows_eara.io.atomic import atomic_write_text
+from seisflows_eara.io.cmtsolution import SourceHistory, read_cmtsolution
 from seisflows_eara.plugins.base import EaraParameters
 from seisflows_eara.schedule import EventMarkers, Step, WorkflowState, plan
 
@@ -68,8 +69,11 @@ class EaraInversion(EaraParameters, Inversion):
     # ------------------------------------------------------------------ per-event task running
     def _run_events(self, step: Step, task, **kwargs) -> None:
         """Run `task(step, **kwargs)` once per event through the system, skipping events whose
-        marker exists; per-event failures are recorded and reported together, by event name."""
+        marker exists; per-event failures are recorded and reported together, by event name.
+        A system that honours task exit codes (eara_slurm) gets the exception re-raised, so the
+        task exits non-zero and is retried; the workstation system goes on with the next event."""
         markers = self.markers
+        reraise = getattr(self.system, "honours_task_exit_codes", False)
 
         def eara_event_task(**kw):
             event = self.solver.source_name
@@ -82,11 +86,15 @@ class EaraInversion(EaraParameters, Inversion):
             except Exception:
                 atomic_write_text(failed, traceback.format_exc())
                 logger.critical(f"{step.key}: event {event} failed; traceback in {failed}")
+                if reraise:
+                    raise
                 return
             if os.path.exists(failed):
                 os.remove(failed)
             markers.mark(step, event)
 
+        eara_event_task.eara_step = step.task                     # job type for the system
+        eara_event_task.eara_task_names = list(self.solver.source_names)   # task id -> event
         self.system.run([eara_event_task], **kwargs)
         missing = [e for e in self.solver.source_names if not markers.done(step, e)]
         if missing:
@@ -145,12 +153,8 @@ class EaraInversion(EaraParameters, Inversion):
         `seisflows resume` (or `submit` again) continues where a run stopped."""
         state = self.state
         steps = self.steps
-        if any(s.kind == "source" for s in steps) and not hasattr(self.optimize, "source_update"):
-            raise NotImplementedError(
-                f"stage_source_iterations = {self.eara['stage_source_iterations']}, but the optimize "
-                f"module {type(self.optimize).__name__} has no source inversion (source_trial / "
-                "source_update) in this version: set stage_source_iterations to 0 for every stage. "
-                "Stopped before any simulation.")
+        if any(s.kind == "source" for s in steps):
+            self._check_observed_times()
         logger.info(f"EARA schedule: {len(steps)} steps, {len(state.completed)} done")
         for step in steps:
             if state.is_done(step):
@@ -206,8 +210,8 @@ class EaraInversion(EaraParameters, Inversion):
         def task(step: Step) -> None:
             event = self.solver.source_name
             trial = self.source_path(event, f"{_tag(step)}_trial")
-            self.optimize.source_trial(self.source_path(event), self.frechet_path(adjoint_step, event),
-                                       trial)
+            self.optimize.source_trial(self._source_file(event),
+                                       self.frechet_path(adjoint_step, event), trial, event)
             self._forward(step, model, source=f"{_tag(step)}_trial", save_forward=False,
                           measure=False)
         self._run_events(step, task)
@@ -222,11 +226,15 @@ class EaraInversion(EaraParameters, Inversion):
             start = self.source_path(event, f"{_tag(step)}_start")
             if not os.path.exists(start):      # the source this iteration started from
                 atomic_write_text(start, open(self._source_file(event)).read())
+            history = SourceHistory(os.path.dirname(self.source_path(event)))
+            if not history.rows():
+                history.record("initial", read_cmtsolution(start))
             result = self.optimize.source_update(
                 prepared=self.preprocess.load_prepared(fwd.key, event),
-                cmt_path=start, frechet_path=self.frechet_path(step.sibling("source_adjoint"), event),
+                cmt_path=start, trial_path=self.source_path(event, f"{_tag(step)}_trial"),
                 s0_path=self.traces_path(fwd, event), strial_path=self.traces_path(trial, event),
-                output=self.source_path(event, _tag(step)), event=event)
+                output=self.source_path(event, _tag(step)), event=event,
+                history=history.folder, tag=_tag(step))
             atomic_write_text(self.source_path(event), open(self.source_path(event, _tag(step))).read())
             atomic_write_text(self.source_path(event, f"{_tag(step)}_linesearch.json"),
                               json.dumps(result, indent=1, default=float))
@@ -351,6 +359,22 @@ class EaraInversion(EaraParameters, Inversion):
                 save_adjsrcs=os.path.join(self.solver.cwd, "traces", "adj"),
                 syn_path=self.traces_path(step, event), stage=step.stage,
                 iteration=step.structure_index or step.iteration, step_count=0, step_key=step.key)
+
+    def _check_observed_times(self) -> None:
+        """A source inversion moves the centroid time, SPECFEM's time zero; observed files that
+        carry only times relative to it (*.sem.ascii) would move with it and hide every origin-time
+        error. Stop before any simulation and name the files."""
+        relative = [os.path.join(self.path.data, e) for e in self.solver.source_names
+                    if self.path.data and os.path.isdir(os.path.join(self.path.data, e)) and
+                    any(f.endswith(".sem.ascii") for f in os.listdir(os.path.join(self.path.data, e)))]
+        if relative:
+            raise ValueError(
+                f"source iterations are scheduled (stage_source_iterations = "
+                f"{self.eara['stage_source_iterations']}) but the observed data in "
+                f"{', '.join(relative)} are SPECFEM ascii files, whose times are relative to the "
+                "centroid time the source inversion changes. Store observed data with absolute "
+                "times (MiniSEED, SAC, ASDF: e.g. obspy Stream.write after adding the true "
+                "centroid time), or set stage_source_iterations to 0. Stopped before any simulation.")
 
     def _stage_observed(self, event: str) -> None:
         """Link the event's observed files (path_data/<event>/*: any format obspy reads, ASDF,

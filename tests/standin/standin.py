@@ -13,7 +13,7 @@ REAL mesh of shared/fixtures/specfem3d_globe_tiny, with a toy physics whose deri
 
 Kernels follow SPECFEM's convention (δχ = ∫ K δln m dV, one value per GLL point, i.e. the point
 derivative divided by the point's volume); the approximate Hessian is Σ (∂u/∂ln m_p)² / V_p.
-Source derivatives follow SPECFEM's src_frechet layout (see seisflows_eara.io.frechet).
+Source derivatives follow SPECFEM's src_frechet layout (frechet_standin.py).
 
 Configuration: DATA/standin.json {"mesh": solver_data.bin, "reference": dir of reference GLL files,
 "initial": dir of the model used when MODEL is not GLL}. Optional env STANDIN_FAIL_EVENT (exit 1
@@ -88,7 +88,9 @@ class Toy:
         ev = obspy.read_events("DATA/CMTSOLUTION")[0]
         org = next(o for o in ev.origins if str(o.origin_type) == "centroid")
         self.src_lat, self.src_lon, self.src_dep = org.latitude, org.longitude, org.depth / 1000.0
-        self.tshift = float(org.time - ev.origins[0].time) if len(ev.origins) > 1 else 0.0
+        # one source: SPECFEM sets its time shift to zero and the records start relative to the
+        # centroid time (get_cmt.f90), so a changed origin time moves only the time reference
+        self.tshift = 0.0
         t = ev.focal_mechanisms[0].moment_tensor.tensor
         self.m6 = np.array([t.m_rr, t.m_tt, t.m_pp, t.m_rt, t.m_rp, t.m_tp])   # N m
         self.stations = [line.split() for line in Path("DATA/STATIONS").read_text().splitlines()
