@@ -96,6 +96,7 @@ def _run_dir(root: Path, name: str, model: str = "GLL") -> Path:
     if model != "GLL":
         os.symlink(Path(SPECFEM_DATA) / "s362ani", d / "DATA" / "s362ani")
     (d / "DATA" / "STATIONS").write_text(_stations_text())
+    shutil.copy(GREECE, d / "DATA" / "CMTSOLUTION")        # the mesher reads it too
     return d
 
 

@@ -96,7 +96,13 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
         if os.path.exists(have) and open(have).read() == want:
             return
         os.makedirs(local, exist_ok=True)
+        for old in glob.glob(os.path.join(local, "proc*_solver_data.bin")):
+            os.remove(old)
         self._run(self.specfem_mesher_binary, "mesher.log")
+        if not glob.glob(os.path.join(local, "proc*_solver_data.bin")):   # SPECFEM's STOP exits 0
+            raise SolverError(f"event {self.source_name}: {self.specfem_mesher_binary} wrote no "
+                              f"mesh ({local}/proc*_solver_data.bin); see "
+                              f"{os.path.join(self.cwd, 'OUTPUT_FILES', 'output_mesher.txt')}")
         atomic_write_text(have, want)
 
     # ------------------------------------------------------------------ simulations
