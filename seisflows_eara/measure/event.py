@@ -2,8 +2,8 @@
 
 `measure_event` returns an EventMeasurement: the measurement table (one row per window or rejected
 trace, columns in docs/DEVELOPING.md), the weighted misfit of eq. (2) for the event, and the
-adjoint sources on the solver's N/E/Z time axis. All windows of the event are measured in one
-vectorized call. `EventMeasurement.prepared` re-measures the same windows with frozen weights on
+adjoint sources on the solver's N/E/Z time axis. All windows of the event are measured in a few
+vectorized calls, on per-window arrays stored end to end (seisflows_eara.windows.ragged). `EventMeasurement.prepared` re-measures the same windows with frozen weights on
 new synthetics (line searches on extrapolated synthetics, SPEC §5-6).
 """
 from __future__ import annotations
@@ -13,18 +13,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from obspy import Inventory, Stream, UTCDateTime
+from obspy import Inventory, Stream, Trace, UTCDateTime
 from obspy.geodetics import gps2dist_azimuth, locations2degrees
-from scipy.signal.windows import tukey
+from obspy.signal.filter import bandpass
+from obspy.signal.rotate import rotate_rt_ne
 
 from seisflows_eara.io.stations import Station
 from seisflows_eara.measure.measurements import cc_and_lag, snr_db
 from seisflows_eara.misfit.nzcc import nzcc_misfit_and_adjoint
-from seisflows_eara.processing import (Band, TimeAxis, common_axis, filter_and_resample,
-                                       prepare_observed, prepare_synthetic, response_prefilter)
+from seisflows_eara.processing import (Band, TimeAxis, common_axis, filter_and_resample_many,
+                                       prepare_observed, prepare_synthetic, response_prefilter,
+                                       rotate_to_zrt)
 from seisflows_eara.weights import categorical_weights, geographic_weights, quality_weight
 from seisflows_eara.windows import (BODY_CATEGORIES, SURFACE_CATEGORIES, TravelTimes, Window,
                                     body_windows, noise_window, surface_windows)
+from seisflows_eara.windows.ragged import (offsets_from_lengths, per_sample, segment,
+                                           tukey_tapers)
 
 COLUMNS = ["event", "network", "station", "location", "component", "category", "band", "stage",
            "iteration", "step", "min_period", "max_period", "win_start", "win_end", "phases",
@@ -35,6 +39,8 @@ P_PHASES = ("P", "p", "Pdiff", "PKP", "PKIKP")
 #: TauP names down-going P and S "P", "S" and their up-going branches (deep source, short distance)
 #: "p", "s"; a window for P or S uses whichever arrives first, as a seismologist reads "P".
 UPGOING = {"P": "p", "S": "s"}
+#: stations processed together (filters batched over them): bounds the memory of processed traces
+STATION_BLOCK = 128
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,61 @@ def _row(event, st: Station, **kw) -> dict:
     return row
 
 
+def _by_station(stream: Stream) -> dict[tuple[str, str], Stream]:
+    """Traces grouped by (NETWORK, STATION), upper case (as Stream.select matches), in order."""
+    out: dict[tuple[str, str], Stream] = {}
+    for tr in stream:
+        out.setdefault((tr.stats.network.upper(), tr.stats.station.upper()), Stream()).append(tr)
+    return out
+
+
+def _key(st: Station) -> tuple[str, str]:
+    return st.network.upper(), st.station.upper()
+
+
+@dataclass
+class _Measured:
+    """A station that passed processing: its Z/R/T streams, axis and window index range."""
+    station: int
+    observed: Stream
+    synthetic: Stream
+    axis: TimeAxis
+    first: int
+    last: int
+
+
+def _measure_block(block: list[_Measured], wdata: list[_WindowData], cfg: Config,
+                   keep: dict | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Band-pass and resample a block of stations (many traces per call), cut their windows.
+    Returns flat observed and synthetic window segments and the SNR of each window, in window
+    order; with `keep`, stores the processed traces per (station index, band)."""
+    first, last = block[0].first, block[-1].last
+    obs_seg: list = [None] * (last - first)
+    syn_seg: list = [None] * (last - first)
+    snr = np.full(last - first, np.nan)
+    for band_name in ("body", "surface"):
+        members = [b for b in block
+                   if any(wdata[i].window.band == band_name for i in range(b.first, b.last))]
+        if not members:
+            continue
+        band, corners = cfg.band(band_name), cfg["filter_corners"]
+        axes = [b.axis for b in members]
+        obs_f = filter_and_resample_many([b.observed for b in members], band, axes, corners)
+        syn_f = filter_and_resample_many([b.synthetic for b in members], band, axes, corners)
+        for b, o, s in zip(members, obs_f, syn_f):
+            for i in range(b.first, b.last):
+                d = wdata[i]
+                if d.window.band != band_name:
+                    continue
+                c = "ZRT".index(d.window.component)
+                obs_seg[i - first] = o[c, d.i0:d.i1]
+                syn_seg[i - first] = s[c, d.i0:d.i1]
+                snr[i - first] = snr_db(o[c], d.noise, (d.i0, d.i1))
+            if keep is not None:
+                keep[(b.station, band_name)] = (o, s)
+    return np.concatenate(obs_seg), np.concatenate(syn_seg), snr
+
+
 def measure_event(event: EventInfo, stations: list[Station], observed: dict[str, Stream],
                   synthetics: Stream, cfg: Config, inventory: Inventory | None = None,
                   observed_processed: bool = False, misorientation: dict[str, float] | None = None,
@@ -116,7 +177,11 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     """Measure one event. `observed` maps "NET.STA" to its raw Stream (counts, with `inventory`)
     or to displacement already in Z/N/E or Z/R/T (`observed_processed=True`). `synthetics` holds
     SPECFEM's displacement in N/E/Z for all stations. Bad data become rejected rows.
-    `keep_processed` keeps the processed Z/R/T traces per (station, band) for figures."""
+    `keep_processed` keeps the processed Z/R/T traces per (station, band) for figures.
+
+    Stations are processed STATION_BLOCK at a time (filters and resampling batched over the
+    block), and only the window segments are kept: memory grows with the number of window
+    samples, not with stations × record length."""
     v = cfg.values
     misorientation = misorientation or {}
     cats = list(v["categories"])
@@ -133,20 +198,33 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
             arrivals[down] = np.fmin(arrivals[down], tt.times(up, dist))
     first_p = np.nanmin(np.vstack([arrivals[p] for p in P_PHASES]), axis=0) if len(stations) else dist
     prefilter = None
+    syn_by = _by_station(synthetics)
 
     rows: list[dict] = []
     wdata: list[_WindowData] = []
-    seg_obs: dict[tuple[int, str], np.ndarray] = {}
-    seg_syn: dict[tuple[int, str], np.ndarray] = {}
     axes: dict[int, TimeAxis] = {}
     geo: dict[int, tuple[float, float, float]] = {}
-    syn_prepared: dict[int, Stream] = {}
+    solver: dict[int, tuple[UTCDateTime, float, int]] = {}
+    obs_parts: list[np.ndarray] = []
+    syn_parts: list[np.ndarray] = []
+    snr_parts: list[np.ndarray] = []
+    keep: dict | None = {} if keep_processed else None
+    block: list[_Measured] = []
+
+    def flush() -> None:
+        if block and block[-1].last > block[0].first:
+            o, s, q = _measure_block(block, wdata, cfg, keep)
+            obs_parts.append(o)
+            syn_parts.append(s)
+            snr_parts.append(q)
+        block.clear()
+
     for k, st in enumerate(stations):
         code = st.code
         _, az, baz = gps2dist_azimuth(event.latitude, event.longitude, st.latitude, st.longitude)
         geo[k] = (float(dist[k]), az, baz)
         base = dict(distance_deg=float(dist[k]), azimuth=az, backazimuth=baz)
-        syn = synthetics.select(network=st.network, station=st.station)
+        syn = syn_by.get(_key(st), Stream())
         obs = observed.get(code)
         if obs is None or len(obs) == 0:
             rows.append(_row(event.name, st, reason="no observed data", **base))
@@ -156,13 +234,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
             continue
         try:
             if observed_processed:
-                o = obs.copy()
-                comps = {tr.stats.component for tr in o}
-                if comps == {"Z", "N", "E"}:
-                    o.rotate("NE->RT", back_azimuth=baz)
-                elif comps != {"Z", "R", "T"} or len(o) != 3:
-                    raise ValueError(f"{code}: needs three components Z, N, E (or Z, R, T); has "
-                                     f"{sorted(tr.stats.channel for tr in o)}")
+                o = rotate_to_zrt(obs, baz)
             else:
                 if prefilter is None:
                     nyq = 0.5 * min(tr.stats.sampling_rate for tr in obs)
@@ -182,7 +254,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
             rows.append(_row(event.name, st, reason=str(e), **base))
             continue
         axes[k] = axis
-        syn_prepared[k] = s
+        solver[k] = (s[0].stats.starttime, s[0].stats.delta, s[0].stats.npts)
         record = (axis.t0, axis.t0 + (axis.npts - 1) * axis.dt)
         wins, rejected = body_windows({p: arrivals[p][k] for p in all_phases}, body_phases,
                                       v["body_window_before"], v["body_window_after"], record,
@@ -200,71 +272,88 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
             if np.isfinite(first_p[k]) else None
         noise = None if nz is None else (int(round((nz[0] - axis.t0) / axis.dt)),
                                          int(round((nz[1] - axis.t0) / axis.dt)))
-        for band_name in {w.band for w in wins}:
-            seg_obs[(k, band_name)] = filter_and_resample(o, bands[band_name], axis, v["filter_corners"])
-            seg_syn[(k, band_name)] = filter_and_resample(s, bands[band_name], axis, v["filter_corners"])
+        first = len(wdata)
         for w in wins:
             i0 = int(np.ceil((w.start - axis.t0) / axis.dt - 1e-9))
             i1 = int(np.floor((w.end - axis.t0) / axis.dt + 1e-9)) + 1
             wdata.append(_WindowData(k, w, i0, i1, noise))
+        block.append(_Measured(k, o, s, axis, first, len(wdata)))
+        if len(block) >= STATION_BLOCK:
+            flush()
+    flush()
 
-    prepared = PreparedEvent.build(event, stations, wdata, seg_obs, axes, syn_prepared, cfg)
+    U = np.concatenate(obs_parts) if obs_parts else np.zeros(0)
+    S = np.concatenate(syn_parts) if syn_parts else np.zeros(0)
+    del obs_parts, syn_parts
+    prepared = PreparedEvent.build(event, stations, wdata, U, axes, solver,
+                                   {k: geo[k][2] for k in axes}, cfg)
     nwin = len(wdata)
+    win_table = None
     if nwin:
-        S = prepared.segments_from_processed(seg_syn)
-        nz_chi, adj = nzcc_misfit_and_adjoint(S, prepared.U, prepared.taper, prepared.dt)
+        p = prepared
+        nz_chi, adj = nzcc_misfit_and_adjoint(S, p.U, p.taper, p.dt, offsets=p.offsets)
         chi = nz_chi
         if v["misfit"] != "nzcc":      # same windows and weights, another misfit (pyadjoint)
-            chi, adj = prepared.other_misfit(S)
-        cc, lag = cc_and_lag(S * prepared.taper, prepared.U * prepared.taper, prepared.lengths)
-        dt_shift = lag * prepared.dt
-        snr = np.array([snr_db(seg_obs[(d.station, d.window.band)]["ZRT".index(d.window.component)],
-                               d.noise, (d.i0, d.i1)) for d in wdata])
+            chi, adj = p.other_misfit(S)
+        cc, lag = cc_and_lag(S * p.taper, p.U * p.taper, p.lengths)
+        dt_shift = lag * p.dt
+        snr = np.concatenate(snr_parts)
         f1, f2, f3, wq = quality_weight(cc, snr, dt_shift, tuple(v["quality_cc"]),
                                         tuple(v["quality_snr"]), tuple(v["quality_dt"]))
         wq = np.where(np.isfinite(nz_chi) & np.isfinite(chi), wq, 0.0)
-        cats_w = np.array([d.window.category for d in wdata])
+        cats_w = p.categories
         wc = categorical_weights(cats_w, wq)
-        used_st = sorted({d.station for d, q in zip(wdata, wq) if q > 0})
+        st_idx = p.station_index
+        used_st = np.unique(st_idx[wq > 0])
         wgeo_st = np.zeros(len(stations))
-        if used_st:
+        if used_st.size:
             g, _ = geographic_weights(lat[used_st], lon[used_st], tuple(v["geographic_delta0_scan"]),
                                       v["geographic_scan_points"], v["geographic_ratio_fraction"])
             wgeo_st[used_st] = g
-        wg = np.array([wgeo_st[d.station] for d in wdata])
+        wg = wgeo_st[st_idx]
         weight = wc * wg * wq
         contrib = np.where(weight > 0, weight * np.nan_to_num(chi, nan=0.0), 0.0)
         prepared.set_weights(wq * wg, cats_w)
-        for i, d in enumerate(wdata):
-            st = stations[d.station]
-            dist_k, az, baz = geo[d.station]
-            band = bands[d.window.band]
-            why = ""
+        why = []
+        for i in range(nwin):
             if not np.isfinite(nz_chi[i]):
-                why = "zero energy in window (NZCC undefined)"
+                why.append("zero energy in window (NZCC undefined)")
             elif not np.isfinite(chi[i]):
-                why = f"{v['misfit']} measurement failed (pyadjoint rejected the window)"
+                why.append(f"{v['misfit']} measurement failed (pyadjoint rejected the window)")
             elif wq[i] <= 0:
                 parts = [n for n, f in (("CC", f1[i]), ("SNR", f2[i]), ("dt", f3[i])) if f <= 0]
-                why = "quality weight 0 (" + ", ".join(parts) + ")"
-            rows.append(dict(
-                event=event.name, network=st.network, station=st.station, location="",
-                component=d.window.component, category=d.window.category, band=d.window.band,
-                stage=cfg.stage, iteration=iteration, step=step, min_period=band.min_period,
-                max_period=band.max_period, win_start=axes[d.station].t0 + d.i0 * prepared.dt,
-                win_end=axes[d.station].t0 + (d.i1 - 1) * prepared.dt, phases=d.window.phases,
-                distance_deg=dist_k, azimuth=az, backazimuth=baz, nzcc=1.0 - nz_chi[i],
-                cc_max=cc[i], dt=dt_shift[i], snr_db=snr[i], f_cc=f1[i], f_snr=f2[i], f_dt=f3[i],
-                w_quality=wq[i], w_category=wc[i], w_geographic=wg[i], weight=weight[i],
-                misfit=contrib[i], status="ok" if not why else "rejected", reason=why))
-        by_cat = prepared.adjoint_by_category(adj * (wq * wg)[:, None], seg_syn)
+                why.append("quality weight 0 (" + ", ".join(parts) + ")")
+            else:
+                why.append("")
+        why_a = np.array(why, dtype=object)
+        t0 = np.array([axes[k].t0 for k in st_idx])
+        i0 = np.array([d.i0 for d in wdata])
+        win_bands = [bands[d.window.band] for d in wdata]
+        win_table = pd.DataFrame(dict(
+            event=event.name, network=[stations[k].network for k in st_idx],
+            station=[stations[k].station for k in st_idx], location="",
+            component=[d.window.component for d in wdata], category=cats_w,
+            band=[d.window.band for d in wdata], stage=cfg.stage, iteration=iteration, step=step,
+            min_period=[b.min_period for b in win_bands],
+            max_period=[b.max_period for b in win_bands],
+            win_start=t0 + i0 * p.dt, win_end=t0 + (i0 + p.lengths - 1) * p.dt,
+            phases=[d.window.phases for d in wdata],
+            distance_deg=[geo[k][0] for k in st_idx], azimuth=[geo[k][1] for k in st_idx],
+            backazimuth=[geo[k][2] for k in st_idx], nzcc=1.0 - nz_chi, cc_max=cc,
+            dt=dt_shift, snr_db=snr, f_cc=f1, f_snr=f2, f_dt=f3, w_quality=wq, w_category=wc,
+            w_geographic=wg, weight=weight, misfit=contrib,
+            status=np.where(why_a == "", "ok", "rejected").astype(object), reason=why_a),
+            columns=COLUMNS)
+        by_cat = prepared.adjoint_by_category(adj * per_sample(wq * wg, p.offsets))
         misfit = float(contrib.sum())
     else:
         by_cat, misfit, wc, cats_w = {}, 0.0, np.zeros(0), np.array([])
+    del S
     for r in rows:
-        if r.get("stage") is None or (isinstance(r.get("stage"), float) and np.isnan(r["stage"])):
-            r.update(stage=cfg.stage, iteration=iteration, step=step)
-    table = pd.DataFrame(rows, columns=COLUMNS)
+        r.update(stage=cfg.stage, iteration=iteration, step=step)
+    parts = ([pd.DataFrame(rows, columns=COLUMNS)] if rows else []) + \
+        ([win_table] if win_table is not None else [])
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame([], columns=COLUMNS)
     wc_map = {c: float(wc[cats_w == c][0]) for c in np.unique(cats_w)} if nwin else {}
     adjoint, times = combine_adjoint(by_cat, wc_map, prepared.solver_times)
     for k in axes:   # every measured station gets a (possibly zero) adjoint source
@@ -273,9 +362,8 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
             adjoint[code] = np.zeros((3, prepared.solver_times[code].size))
             times[code] = prepared.solver_times[code]
     processed = {}
-    if keep_processed:
-        for (k, band_name), obs_b in seg_obs.items():
-            processed[(stations[k].code, band_name)] = (axes[k].times, obs_b, seg_syn[(k, band_name)])
+    for (k, band_name), (obs_b, syn_b) in (keep or {}).items():
+        processed[(stations[k].code, band_name)] = (axes[k].times, obs_b, syn_b)
     return EventMeasurement(table, misfit, adjoint, times, prepared, by_cat, processed)
 
 
@@ -294,44 +382,55 @@ def combine_adjoint(by_category: dict[str, dict[str, np.ndarray]], wc: dict[str,
 
 class PreparedEvent:
     """Frozen windows, tapers, observed segments and weights of one event, to re-measure the
-    weighted NZCC misfit on new synthetics (same processing, same windows, same weights)."""
+    weighted NZCC misfit on new synthetics (same processing, same windows, same weights).
+
+    Per-window arrays are flat, the windows end to end (seisflows_eara.windows.ragged): window i
+    is U[offsets[i]:offsets[i + 1]], of lengths[i] samples; likewise `taper` and the synthetic
+    segments of `segments_from_processed` / `segments`."""
 
     def __init__(self):
         self.dt = 0.0
 
     @classmethod
     def build(cls, event: EventInfo, stations: list[Station], wdata: list[_WindowData],
-              seg_obs: dict, axes: dict[int, TimeAxis], syn_prepared: dict[int, Stream],
+              U: np.ndarray, axes: dict[int, TimeAxis],
+              solver: dict[int, tuple[UTCDateTime, float, int]], baz: dict[int, float],
               cfg: Config) -> "PreparedEvent":
+        """From the windows `wdata` (in order), their observed segments U (flat), the measurement
+        axes and the solver's (start, delta, npts) per station index, and back-azimuths."""
         self = cls()
         self.event, self.stations, self.cfg = event, stations, cfg
         self.windows = wdata
         self.axes = axes
         self.dt = 1.0 / cfg["sampling_rate"]
-        self.baz = {k: gps2dist_azimuth(event.latitude, event.longitude, stations[k].latitude,
-                                        stations[k].longitude)[2] for k in axes}
+        self.baz = dict(baz)
         self.solver_times = {}
         self.solver_start = {}
-        for k, s in syn_prepared.items():
-            tr = s[0]
-            self.solver_start[stations[k].code] = tr.stats.starttime
-            self.solver_times[stations[k].code] = float(tr.stats.starttime - event.time) + \
-                tr.stats.delta * np.arange(tr.stats.npts)
+        shared: dict[tuple[float, float, int], np.ndarray] = {}
+        for k, (start, delta, npts) in solver.items():
+            code = stations[k].code
+            self.solver_start[code] = start
+            grid = (float(start - event.time), float(delta), int(npts))
+            if grid not in shared:     # stations of one run share one time axis (one array)
+                shared[grid] = grid[0] + delta * np.arange(npts)
+            self.solver_times[code] = shared[grid]
         n = len(wdata)
-        self.lengths = np.array([d.i1 - d.i0 for d in wdata], dtype=int)
-        L = int(self.lengths.max()) if n else 0
-        self.U = np.zeros((n, L))
-        self.taper = np.zeros((n, L))
-        frac = cfg["window_taper_fraction"]
-        for i, d in enumerate(wdata):
-            m = d.i1 - d.i0
-            self.U[i, :m] = seg_obs[(d.station, d.window.band)]["ZRT".index(d.window.component),
-                                                                d.i0:d.i1]
-            self.taper[i, :m] = tukey(m, 2 * frac)
+        self.lengths = np.array([d.i1 - d.i0 for d in wdata], dtype=np.int64)
+        self.offsets = offsets_from_lengths(self.lengths)
+        if U.size != self.offsets[-1]:
+            raise ValueError(f"event {event.name}: {U.size} observed samples for windows of "
+                             f"{self.offsets[-1]} samples")
+        self.U = U
+        self.taper = tukey_tapers(self.lengths, cfg["window_taper_fraction"])
+        self.station_index = np.array([d.station for d in wdata], dtype=np.int64)
         self.weights = np.ones(n)
         self.categories = np.array([d.window.category for d in wdata])
         self.wc = np.ones(n)
         return self
+
+    @property
+    def nwin(self) -> int:
+        return len(self.windows)
 
     def set_weights(self, station_quality: np.ndarray, categories: np.ndarray,
                     wc: np.ndarray | None = None) -> None:
@@ -340,30 +439,69 @@ class PreparedEvent:
         self.categories = categories
         self.wc = categorical_weights(categories, self.weights) if wc is None else np.asarray(wc)
 
+    def window(self, x: np.ndarray, i: int) -> np.ndarray:
+        """Window i of a flat per-window array (U, taper, segments, adjoint sources)."""
+        return segment(x, self.offsets, i)
+
     def segments_from_processed(self, processed: dict) -> np.ndarray:
-        """(nwin, L) synthetic window segments from processed (3, npts) arrays per (station, band)."""
-        S = np.zeros_like(self.U)
+        """Flat synthetic window segments from processed (3, npts) arrays per (station, band)."""
+        S = np.empty(int(self.offsets[-1]))
         for i, d in enumerate(self.windows):
-            S[i, :d.i1 - d.i0] = processed[(d.station, d.window.band)][
+            S[self.offsets[i]:self.offsets[i + 1]] = processed[(d.station, d.window.band)][
                 "ZRT".index(d.window.component), d.i0:d.i1]
         return S
 
+    def _stations_with_windows(self) -> dict[int, list[str]]:
+        bands: dict[int, list[str]] = {}
+        for d in self.windows:
+            if d.window.band not in bands.setdefault(d.station, []):
+                bands[d.station].append(d.window.band)
+        return bands
+
+    def _process_blocks(self, synthetics: Stream, time_shift: float):
+        """Yield (station indices, band, processed (3, npts) arrays) block by block."""
+        v = self.cfg.values
+        syn_by = _by_station(synthetics)
+        todo = self._stations_with_windows()
+        ks = sorted(todo)
+        for b in range(0, len(ks), STATION_BLOCK):
+            streams = {}
+            for k in ks[b:b + STATION_BLOCK]:
+                st = self.stations[k]
+                syn = syn_by.get(_key(st), Stream())
+                if len(syn) == 0:
+                    raise ValueError(f"event {self.event.name}: no synthetics for station {st.code}")
+                streams[k] = prepare_synthetic(syn, self.baz[k], v["taper_fraction"], time_shift)
+            for band_name in ("body", "surface"):
+                members = [k for k in streams if band_name in todo[k]]
+                if members:
+                    yield members, band_name, filter_and_resample_many(
+                        [streams[k] for k in members], self.cfg.band(band_name),
+                        [self.axes[k] for k in members], v["filter_corners"])
+
     def process(self, synthetics: Stream, time_shift: float = 0.0) -> dict:
         """Process new synthetics (N/E/Z, same stations) like the originals; optionally delayed
-        by `time_shift` s (an origin-time change, eq. B3; sub-sample, by obspy's interpolation)."""
-        v = self.cfg.values
+        by `time_shift` s (an origin-time change, eq. B3; sub-sample, by obspy's interpolation).
+        Returns (station index, band) -> (3, npts) Z, R, T on the measurement axis."""
         out = {}
-        for k, axis in self.axes.items():
-            st = self.stations[k]
-            syn = synthetics.select(network=st.network, station=st.station).copy()
-            if time_shift:
-                for tr in syn:
-                    tr.stats.starttime += time_shift
-            s = prepare_synthetic(syn, self.baz[k], v["taper_fraction"])
-            for band_name in {d.window.band for d in self.windows if d.station == k}:
-                out[(k, band_name)] = filter_and_resample(s, self.cfg.band(band_name), axis,
-                                                          v["filter_corners"])
+        for members, band_name, arrays in self._process_blocks(synthetics, time_shift):
+            out.update({(k, band_name): a for k, a in zip(members, arrays)})
         return out
+
+    def segments(self, synthetics: Stream, time_shift: float = 0.0) -> np.ndarray:
+        """segments_from_processed(process(synthetics, time_shift)) without holding the processed
+        traces of all stations at once."""
+        S = np.empty(int(self.offsets[-1]))
+        where: dict[tuple[int, str], list[int]] = {}
+        for i, d in enumerate(self.windows):
+            where.setdefault((d.station, d.window.band), []).append(i)
+        for members, band_name, arrays in self._process_blocks(synthetics, time_shift):
+            for k, a in zip(members, arrays):
+                for i in where[(k, band_name)]:
+                    d = self.windows[i]
+                    S[self.offsets[i]:self.offsets[i + 1]] = a["ZRT".index(d.window.component),
+                                                               d.i0:d.i1]
+        return S
 
     def other_misfit(self, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The `misfit` parameter's pyadjoint measure on the frozen windows (χ, ∂χ/∂s per window)."""
@@ -375,12 +513,12 @@ class PreparedEvent:
             self.cfg["window_taper_fraction"])
 
     def misfit_from_segments(self, S: np.ndarray) -> float:
-        """Σ W_c W_es W_w χ over the frozen windows (eq. 2) for synthetic segments S; χ = 1 − NZCC
-        or the `misfit` parameter's alternative."""
+        """Σ W_c W_es W_w χ over the frozen windows (eq. 2) for flat synthetic segments S; χ = 1 −
+        NZCC or the `misfit` parameter's alternative."""
         if S.size == 0:
             return 0.0
         if self.cfg["misfit"] == "nzcc":
-            chi, _ = nzcc_misfit_and_adjoint(S, self.U, self.taper, self.dt)
+            chi, _ = nzcc_misfit_and_adjoint(S, self.U, self.taper, self.dt, offsets=self.offsets)
         else:
             chi, _ = self.other_misfit(S)
         w = self.wc * self.weights
@@ -388,48 +526,71 @@ class PreparedEvent:
 
     def misfit(self, synthetics: Stream, time_shift: float = 0.0) -> float:
         """Re-measure the frozen windows on new synthetics (N/E/Z Stream)."""
-        return self.misfit_from_segments(self.segments_from_processed(
-            self.process(synthetics, time_shift)))
+        return self.misfit_from_segments(self.segments(synthetics, time_shift))
 
-    def adjoint_by_category(self, adj: np.ndarray, seg_syn: dict) -> dict[str, dict[str, np.ndarray]]:
-        """Window adjoint sources (already × W_es W_w) -> per category, per station, (3, npts) N, E, Z
-        on the solver time axis: summed on the processed axis, filtered again (the zero-phase
-        filter is its own adjoint), interpolated back, rotated R, T -> N, E."""
-        from obspy import Trace
+    def adjoint_by_category(self, adj: np.ndarray, seg_syn: dict | None = None
+                            ) -> dict[str, dict[str, np.ndarray]]:
+        """Window adjoint sources (flat, already × W_es W_w) -> per category, per station, (3, npts)
+        N, E, Z on the solver time axis: summed on the processed axis, filtered again (the
+        zero-phase filter is its own adjoint), interpolated back, rotated R, T -> N, E.
+        (`seg_syn` is not used: kept for callers of the earlier signature.)
+
+        The reverse of the forward chain, many traces per call: resampling onto the axis (its
+        transpose: back onto the solver grid, zero outside the axis; adjoint sources are densities
+        per unit time, so the ratio of the two sampling intervals cancels), filter (self-adjoint:
+        obspy's zero-phase filter is R L R L; one obspy.signal.filter.bandpass call per block of
+        equal solver grids), rotation (orthogonal), taper and demean (x -> taper · (x − mean x))."""
         v = self.cfg.values
         out: dict[str, dict[str, np.ndarray]] = {}
-        groups: dict[tuple[str, int, str], np.ndarray] = {}
+        # rows: (category, station, band, component) -> window adjoints summed on the axis
+        order: list[tuple[str, int, str, int]] = []
+        first: dict[int, int] = {}
         for i, d in enumerate(self.windows):
-            key = (d.window.category, d.station, d.window.band)
-            if key not in groups:
-                groups[key] = np.zeros((3, self.axes[d.station].npts))
-            groups[key]["ZRT".index(d.window.component), d.i0:d.i1] += adj[i, :d.i1 - d.i0]
-        tapers: dict[int, np.ndarray] = {}
-        for (cat, k, band_name), zrt in groups.items():
-            axis = self.axes[k]
-            code = self.stations[k].code
-            times = self.solver_times[code]
-            if times.size not in tapers:   # the taper prepare_synthetic applied, as obspy makes it
-                ones = Trace(np.ones(times.size), header=dict(delta=float(times[1] - times[0])))
-                tapers[times.size] = ones.taper(v["taper_fraction"], type="cosine").data
-            # reverse order of the forward chain: resampling onto the axis (transpose: back onto
-            # the solver grid, zero outside the axis), filter (self-adjoint: obspy's zero-phase
-            # filter is R L R L), rotation (orthogonal), taper and demean
-            dts = float(times[1] - times[0])
-            # (adjoint sources are densities per unit time, so the transpose of resampling is
-            # resampling back: the ratio of the two sampling intervals cancels)
-            st = Stream([Trace(np.interp(times, axis.times, zrt[i], left=0.0, right=0.0), header=dict(
-                network=self.stations[k].network, station=self.stations[k].station,
-                channel=f"MX{c}", delta=dts, starttime=self.solver_start[code]))
-                for i, c in enumerate("ZRT")])
-            band = self.cfg.band(band_name)
-            st.filter("bandpass", freqmin=band.freqs[0], freqmax=band.freqs[1],
-                      corners=v["filter_corners"], zerophase=True)
-            st.rotate("RT->NE", back_azimuth=self.baz[k])
-            res = np.zeros((3, times.size))
-            for i, c in enumerate("NEZ"):
-                y = tapers[times.size] * st.select(component=c)[0].data
-                res[i] = y - y.mean()    # adjoint of x -> taper * (x - mean x)
-            out.setdefault(cat, {})
-            out[cat][code] = out[cat].get(code, 0.0) + res
+            first.setdefault(d.station, i)
+        stations = list(first)
+        bounds = [first[k] for k in stations] + [len(self.windows)]
+        for b in range(0, len(stations), STATION_BLOCK):
+            lo, hi = bounds[b], bounds[min(b + STATION_BLOCK, len(stations))]
+            rows: dict[tuple[str, int, str, int], np.ndarray] = {}
+            for i in range(lo, hi):
+                d = self.windows[i]
+                key = (d.window.category, d.station, d.window.band, "ZRT".index(d.window.component))
+                if key not in rows:
+                    rows[key] = np.zeros(self.axes[d.station].npts)
+                rows[key][d.i0:d.i1] += adj[self.offsets[i]:self.offsets[i + 1]]
+            # onto the solver grids, grouped by (band, grid) for the filter
+            groups: dict[tuple[str, float, int], list] = {}
+            axis_times: dict[int, np.ndarray] = {}
+            for key, row in rows.items():
+                k = key[1]
+                times = self.solver_times[self.stations[k].code]
+                if k not in axis_times:
+                    axis_times[k] = self.axes[k].times
+                dts = float(times[1] - times[0])
+                groups.setdefault((key[2], dts, times.size), []).append(
+                    (key, np.interp(times, axis_times[k], row, left=0.0, right=0.0)))
+            for (band_name, dts, npts), members in groups.items():
+                band = self.cfg.band(band_name)
+                data = bandpass(np.stack([m[1] for m in members]), band.freqs[0], band.freqs[1],
+                                df=Trace(header=dict(delta=dts)).stats.sampling_rate,
+                                corners=v["filter_corners"], zerophase=True, axis=-1)
+                taper = _solver_taper(npts, dts, v["taper_fraction"])
+                for ((cat, k, _, c), _), y in zip(members, data):
+                    code = self.stations[k].code
+                    res = np.zeros((3, npts))
+                    if c == 0:
+                        res[2] = y
+                    else:
+                        zero = np.zeros(npts)
+                        r, t = (y, zero) if c == 1 else (zero, y)
+                        res[0], res[1] = rotate_rt_ne(r, t, self.baz[k])
+                    res *= taper
+                    res -= res.mean(axis=1, keepdims=True)
+                    per = out.setdefault(cat, {})
+                    per[code] = per[code] + res if code in per else res
         return out
+
+
+def _solver_taper(npts: int, delta: float, fraction: float) -> np.ndarray:
+    """The cosine taper prepare_synthetic applies to a solver trace of npts samples."""
+    return Trace(np.ones(npts), header=dict(delta=delta)).taper(fraction, type="cosine").data

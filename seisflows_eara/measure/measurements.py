@@ -1,31 +1,53 @@
 """Per-window measurements besides NZCC: maximum normalized cross-correlation with its lag, and SNR
-(paper eq. A5). Vectorized over windows with one batched FFT."""
+(paper eq. A5). Vectorized over windows with batched FFTs."""
 from __future__ import annotations
 
 import numpy as np
 from scipy import fft
+
+from seisflows_eara.windows.ragged import blocks, gather, offsets_from_lengths
 
 
 def cc_and_lag(s: np.ndarray, u: np.ndarray, lengths: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
     """Max over lags of Σ u[n+k] s[n] / sqrt(Σs² Σu²) and its lag k in samples (sub-sample by a
     parabola through the peak). Positive lag: u (observed) arrives later than s (synthetic).
-    Rows of s, u are zero-padded windows; NaN where either has zero energy."""
+    NaN where either has zero energy.
+
+    Layouts: rows of 2-D s, u are windows, zero-padded on the right beyond `lengths` (default: the
+    full row); or 1-D s, u hold windows of `lengths` end to end (seisflows_eara.windows.ragged),
+    measured in blocks of similar length. Either way window i is correlated over its own lags
+    −(m−1) … m−1 (m its length), exactly as if measured alone."""
+    if s.ndim == 1:
+        if lengths is None:
+            raise ValueError("cc_and_lag: flat (1-D) windows need their lengths")
+        offsets = offsets_from_lengths(lengths)
+        cc, lag = np.full(len(lengths), np.nan), np.full(len(lengths), np.nan)
+        for idx, width in blocks(lengths):
+            cc[idx], lag[idx] = cc_and_lag(gather(s, offsets, idx, width),
+                                           gather(u, offsets, idx, width), np.asarray(lengths)[idx])
+        return cc, lag
     n = s.shape[-1]
-    nfft = fft.next_fast_len(2 * n)
+    m = np.full(s.shape[0], n) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    nfft = fft.next_fast_len(2 * n, real=True)
     c = fft.irfft(fft.rfft(u, nfft, axis=-1) * np.conj(fft.rfft(s, nfft, axis=-1)), nfft, axis=-1)
     c = np.concatenate([c[..., nfft - n + 1:], c[..., :n]], axis=-1)   # lags -(n-1) .. n-1
+    # each window's own lags: index n-1 is lag 0; lags beyond ±(m-1) only see the padding
+    kmin, kmax = n - m, n + m - 2
+    pos = np.arange(2 * n - 1)
+    c = np.where((pos >= kmin[:, None]) & (pos <= kmax[:, None]), c, -np.inf)
     norm = np.sqrt(np.sum(s * s, axis=-1) * np.sum(u * u, axis=-1))
     k = np.argmax(c, axis=-1)
     rows = np.arange(c.shape[0])
     peak = c[rows, k]
-    # parabolic refinement where both neighbours exist
-    km, kp = np.clip(k - 1, 0, 2 * n - 2), np.clip(k + 1, 0, 2 * n - 2)
+    # parabolic refinement where both neighbours are lags of the window
+    inner = (k > kmin) & (k < kmax)
+    km, kp = np.where(inner, k - 1, k), np.where(inner, k + 1, k)
     y0, y1, y2 = c[rows, km], peak, c[rows, kp]
     den = y0 - 2 * y1 + y2
-    inner = (k > 0) & (k < 2 * n - 2) & (den < 0)
-    frac = np.where(inner, 0.5 * (y0 - y2) / np.where(den == 0, 1, den), 0.0)
+    inner &= den < 0
     with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(inner, 0.5 * (y0 - y2) / np.where(inner, den, 1.0), 0.0)
         cc = np.where(norm > 0, (y1 - 0.25 * (y0 - y2) * frac) / norm, np.nan)
     lag = np.where(norm > 0, k - (n - 1) + frac, np.nan)
     return cc, lag

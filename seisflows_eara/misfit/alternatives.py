@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from obspy import Trace
 
+from seisflows_eara.windows.ragged import offsets_from_lengths
+
 PYADJOINT_KINDS = {"cc_traveltime": "cc_traveltime", "multitaper": "multitaper",
                    "waveform": "waveform"}
 
@@ -17,22 +19,31 @@ PYADJOINT_KINDS = {"cc_traveltime": "cc_traveltime", "multitaper": "multitaper",
 def pyadjoint_misfit_and_adjoint(S: np.ndarray, U: np.ndarray, lengths: np.ndarray, dt: float,
                                  kind: str, min_period: np.ndarray, max_period: np.ndarray,
                                  taper_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """(χ per window, ∂χ/∂s per window on the forward axis) for padded window rows S, U."""
+    """(χ per window, ∂χ/∂s per window on the forward axis) for window rows S, U zero-padded
+    beyond `lengths` (2-D), or for windows of `lengths` stored end to end (1-D, flat)."""
     import warnings
 
     import pyadjoint
-    chi = np.full(S.shape[0], np.nan)
+    n = len(lengths)
+    chi = np.full(n, np.nan)
     adj = np.zeros_like(S)
-    for i in range(S.shape[0]):
-        m = int(lengths[i])
-        if m < 4 or not np.any(S[i, :m]) or not np.any(U[i, :m]):
+    if S.ndim == 1:
+        offsets = offsets_from_lengths(lengths)
+        rows = [(S[offsets[i]:offsets[i + 1]], U[offsets[i]:offsets[i + 1]],
+                 adj[offsets[i]:offsets[i + 1]]) for i in range(n)]
+    else:
+        rows = [(S[i, :int(lengths[i])], U[i, :int(lengths[i])], adj[i, :int(lengths[i])])
+                for i in range(n)]
+    for i, (s_i, u_i, a_i) in enumerate(rows):
+        m = s_i.size
+        if m < 4 or not np.any(s_i) or not np.any(u_i):
             continue
         cfg = pyadjoint.get_config(adjsrc_type=PYADJOINT_KINDS[kind],
                                    min_period=float(min_period[i]),
                                    max_period=float(max_period[i]),
                                    taper_percentage=taper_fraction)
-        obs = Trace(U[i, :m].copy(), header=dict(delta=dt, channel="MXZ"))
-        syn = Trace(S[i, :m].copy(), header=dict(delta=dt, channel="MXZ"))
+        obs = Trace(u_i.copy(), header=dict(delta=dt, channel="MXZ"))
+        syn = Trace(s_i.copy(), header=dict(delta=dt, channel="MXZ"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -41,5 +52,5 @@ def pyadjoint_misfit_and_adjoint(S: np.ndarray, U: np.ndarray, lengths: np.ndarr
             except Exception:   # pyadjoint rejects some windows (e.g. too short for multitaper)
                 continue
         chi[i] = a.misfit
-        adj[i, :m] = a.adjoint_source[::-1]
+        a_i[:] = a.adjoint_source[::-1]
     return chi, adj

@@ -21,9 +21,10 @@ import numpy as np
 import scipy.fft as sfft
 from obspy import Stream
 
-from seisflows_eara.measure.event import PreparedEvent
-from seisflows_eara.processing import TimeAxis, filter_and_resample, prepare_synthetic
+from seisflows_eara.measure.event import STATION_BLOCK, PreparedEvent
+from seisflows_eara.processing import TimeAxis, filter_and_resample_many, prepare_synthetic
 from seisflows_eara.weights import categorical_weights
+from seisflows_eara.windows.ragged import blocks, gather
 
 #: extra lags beyond the shift bounds: the 4-point interpolation reads one lag past each neighbour
 INTERP_MARGIN = 2
@@ -31,18 +32,17 @@ INTERP_MARGIN = 2
 BATCH_SAMPLES = 1 << 21
 
 
-def processed_extended(prepared: PreparedEvent, synthetics: Stream, margin: int
-                       ) -> dict[tuple[int, str], np.ndarray]:
-    """(station index, band) -> (3, npts + 2·margin) Z, R, T: the synthetics processed exactly as
-    PreparedEvent.process does, on each measurement axis extended by `margin` samples at both
-    ends (zero where the synthetic record does not reach)."""
+def _extended(prepared: PreparedEvent, by_station: dict, margin: int, stations: list[int]
+              ) -> dict[tuple[int, str], np.ndarray]:
+    """processed_extended for the station indices `stations` (synthetics grouped by station)."""
     p = prepared
     v = p.cfg.values
-    out = {}
-    for k, axis in p.axes.items():
+    streams, subs, spans = {}, {}, {}
+    for k in stations:
+        axis = p.axes[k]
         st = p.stations[k]
-        syn = synthetics.select(network=st.network, station=st.station)
-        if len(syn) == 0:
+        syn = by_station.get((st.network.upper(), st.station.upper()))
+        if not syn:
             raise ValueError(f"event {p.event.name}: no synthetics for station {st.code}")
         s = prepare_synthetic(syn, p.baz[k], v["taper_fraction"])
         n_ext = axis.npts + 2 * margin
@@ -55,12 +55,48 @@ def processed_extended(prepared: PreparedEvent, synthetics: Stream, margin: int
         hi = min(n_ext, int(np.floor((t_b - start) / axis.dt + 1e-9)) + 1)
         if start + (hi - 1) * axis.dt > t_b:
             hi -= 1
-        sub = TimeAxis(start + lo * axis.dt, axis.dt, hi - lo, axis.reference)
-        for band in {d.window.band for d in p.windows if d.station == k}:
+        streams[k], spans[k] = s, (lo, hi, n_ext)
+        subs[k] = TimeAxis(start + lo * axis.dt, axis.dt, hi - lo, axis.reference)
+    bands: dict[int, set[str]] = {}
+    for d in p.windows:
+        bands.setdefault(d.station, set()).add(d.window.band)
+    out = {}
+    for band in ("body", "surface"):
+        ks = [k for k in stations if band in bands.get(k, ())]
+        live = [k for k in ks if spans[k][1] > spans[k][0]]
+        arrays = filter_and_resample_many([streams[k] for k in live], p.cfg.band(band),
+                                          [subs[k] for k in live], v["filter_corners"])
+        done = dict(zip(live, arrays))
+        for k in ks:
+            lo, hi, n_ext = spans[k]
             arr = np.zeros((3, n_ext))
-            if hi > lo:
-                arr[:, lo:hi] = filter_and_resample(s, p.cfg.band(band), sub, v["filter_corners"])
+            if k in done:
+                arr[:, lo:hi] = done[k]
             out[(k, band)] = arr
+    return out
+
+
+def _group(synthetics: Stream) -> dict[tuple[str, str], Stream]:
+    out: dict[tuple[str, str], Stream] = {}
+    for tr in synthetics:
+        out.setdefault((tr.stats.network.upper(), tr.stats.station.upper()), Stream()).append(tr)
+    return out
+
+
+def _station_blocks(prepared: PreparedEvent) -> list[list[int]]:
+    ks = sorted(prepared.axes)
+    return [ks[i:i + STATION_BLOCK] for i in range(0, len(ks), STATION_BLOCK)]
+
+
+def processed_extended(prepared: PreparedEvent, synthetics: Stream, margin: int
+                       ) -> dict[tuple[int, str], np.ndarray]:
+    """(station index, band) -> (3, npts + 2·margin) Z, R, T: the synthetics processed exactly as
+    PreparedEvent.process does, on each measurement axis extended by `margin` samples at both
+    ends (zero where the synthetic record does not reach). Many stations per filter call."""
+    by_station = _group(synthetics)
+    out = {}
+    for ks in _station_blocks(prepared):
+        out.update(_extended(prepared, by_station, margin, ks))
     return out
 
 
@@ -98,51 +134,50 @@ class ExtrapolatedMisfit:
         # A0, AD, B00, B0D, BDD per window and lag r = m − Δ/dt
         self.corr = np.zeros((5, self.nwin, nlag))
         self.uu = np.zeros(self.nwin)
-        self._e0: list[np.ndarray] = []
-        self._d: list[np.ndarray] = []
+        self._e0: list = [None] * self.nwin
+        self._d: list = [None] * self.nwin
         self._ext0: dict = {}
         self._ext1: dict = {}
         if self.nwin == 0:
             return
-        ext0 = processed_extended(p, s0, m)
-        ext1 = processed_extended(p, s_eps, m)
-        if keep_traces or p.cfg["misfit"] != "nzcc":
-            self._ext0, self._ext1 = ext0, ext1
+        where: dict[tuple[int, str], list[int]] = {}
         for i, d in enumerate(p.windows):
-            key, c = (d.station, d.window.band), "ZRT".index(d.window.component)
-            e0 = ext0[key][c, d.i0:d.i1 + 2 * m]
-            self._e0.append(e0)
-            self._d.append(ext1[key][c, d.i0:d.i1 + 2 * m] - e0)
+            where.setdefault((d.station, d.window.band), []).append(i)
+        keep = keep_traces or p.cfg["misfit"] != "nzcc"
+        by0, by1 = _group(s0), _group(s_eps)
+        ext0: dict = {}
+        ext1: dict = {}
+        for ks in _station_blocks(p):     # a block of stations at a time: bounded memory
+            b0 = _extended(p, by0, m, ks)
+            b1 = _extended(p, by1, m, ks)
+            for key in b0:
+                a0, a1 = b0[key], b1[key]
+                for i in where.get(key, ()):
+                    d = p.windows[i]
+                    c = "ZRT".index(d.window.component)
+                    e0 = a0[c, d.i0:d.i1 + 2 * m].copy()
+                    self._e0[i] = e0
+                    self._d[i] = a1[c, d.i0:d.i1 + 2 * m] - e0
+            if keep:
+                ext0.update(b0)
+                ext1.update(b1)
+        self._ext0, self._ext1 = ext0, ext1
         self._correlate()
         self._e0, self._d = [], []
-
-    def _batches(self):
-        """Window indices in batches of similar length, with the FFT length of each batch."""
-        order = np.argsort(self.lengths, kind="stable")
-        i = 0
-        while i < order.size:
-            nfft = sfft.next_fast_len(int(self.lengths[order[i]]) + 2 * self.margin, real=True)
-            j = i + 1
-            while j < order.size:
-                n_j = sfft.next_fast_len(int(self.lengths[order[j]]) + 2 * self.margin, real=True)
-                if (j - i + 1) * n_j > BATCH_SAMPLES:
-                    break
-                nfft = n_j
-                j += 1
-            yield order[i:j], nfft
-            i = j
 
     def _correlate(self) -> None:
         """Correlations of the kernels w²u and w² with s0, D, s0², s0·D, D² at lags 0 … 2m, and
         ∫ w²u² (batch by batch: no array of all windows at full length is formed)."""
         p = self.prepared
         nlag = 2 * self.margin + 1
-        for idx, nfft in self._batches():
+        width = lambda n: sfft.next_fast_len(n + 2 * self.margin, real=True)   # noqa: E731
+        for idx, nfft in blocks(self.lengths, width, BATCH_SAMPLES):
             n = idx.size
             lmax = int(self.lengths[idx].max())
-            w2 = p.taper[idx, :lmax] ** 2
-            g = w2 * p.U[idx, :lmax]
-            self.uu[idx] = np.sum(g * p.U[idx, :lmax], axis=1)
+            u = gather(p.U, p.offsets, idx, lmax)
+            w2 = gather(p.taper, p.offsets, idx, lmax) ** 2
+            g = w2 * u
+            self.uu[idx] = np.sum(g * u, axis=1)
             e0 = np.zeros((n, nfft))
             dd = np.zeros((n, nfft))
             for row, i in enumerate(idx):
@@ -190,7 +225,7 @@ class ExtrapolatedMisfit:
         return float(np.sum(np.where(self.w > 0, self.w * np.nan_to_num(chi, nan=0.0), 0.0)))
 
     def segments(self, alpha: float, shift: float) -> np.ndarray:
-        """(nwin, L) window segments of s_α(t) (eq. B3): the processed traces on the extended axes
+        """Flat window segments (PreparedEvent layout) of s_α(t) (eq. B3): the processed traces on the extended axes
         delayed by a Fourier phase ramp (they are tapered to zero at the record ends, so the ramp
         does not wrap), then cut to the windows. The general path, for misfits other than NZCC and
         as an independent check of the interpolated inner products."""
@@ -201,14 +236,15 @@ class ExtrapolatedMisfit:
             raise RuntimeError("segments() needs ExtrapolatedMisfit(..., keep_traces=True)")
         beta = alpha / self.trial_step
         m = self.margin
-        out = np.zeros_like(self.prepared.U)
+        p = self.prepared
+        out = np.zeros_like(p.U)
         shifted = {}
         for key, e0 in self._ext0.items():
             x = e0 + beta * (self._ext1[key] - e0)
             nfft = sfft.next_fast_len(x.shape[1] + m, real=True)
             ramp = np.exp(-2j * np.pi * sfft.rfftfreq(nfft, self.dt) * shift)
             shifted[key] = sfft.irfft(sfft.rfft(x, nfft, axis=1) * ramp, nfft, axis=1)
-        for i, d in enumerate(self.prepared.windows):
+        for i, d in enumerate(p.windows):
             y = shifted[(d.station, d.window.band)]["ZRT".index(d.window.component)]
-            out[i, :d.i1 - d.i0] = y[d.i0 + m:d.i1 + m]
+            out[p.offsets[i]:p.offsets[i + 1]] = y[d.i0 + m:d.i1 + m]
         return out
