@@ -209,13 +209,14 @@ def _component(st: Stream, comp: str) -> Trace:
 
 
 def filter_and_resample_many(streams: Sequence[Stream], band: Band, axes: Sequence[TimeAxis],
-                             corners: int, max_samples: int = BLOCK_SAMPLES) -> list[np.ndarray]:
+                             corners: int, max_samples: int | None = None) -> list[np.ndarray]:
     """`filter_and_resample` of many stations at once: one (3, npts) Z, R, T array per stream, on
     its axis. Traces of equal sampling rate and length are band-passed together by
     obspy.signal.filter.bandpass along the last axis (the function Trace.filter calls, zero phase:
-    forward and backward sosfilt), at most `max_samples` samples per call; each is then
-    interpolated onto its axis by obspy's weighted-average-slopes scheme (Trace.interpolate's
-    default, with the arguments Trace.interpolate passes)."""
+    forward and backward sosfilt), at most `max_samples` (default BLOCK_SAMPLES) samples per call;
+    each is then interpolated onto its axis by obspy's weighted-average-slopes scheme
+    (Trace.interpolate's default, with the arguments Trace.interpolate passes)."""
+    max_samples = BLOCK_SAMPLES if max_samples is None else max_samples
     rows = [(j, i, _component(st, c)) for j, st in enumerate(streams) for i, c in enumerate("ZRT")]
     out = [np.empty((3, ax.npts)) for ax in axes]
     groups: dict[tuple[float, int], list[int]] = {}

@@ -47,11 +47,13 @@ def segment(x: np.ndarray, offsets: np.ndarray, i: int) -> np.ndarray:
 
 
 def blocks(lengths: np.ndarray, width: Callable[[int], int] = lambda n: n,
-           max_samples: int = BLOCK_SAMPLES) -> Iterator[tuple[np.ndarray, int]]:
+           max_samples: int | None = None) -> Iterator[tuple[np.ndarray, int]]:
     """Windows in blocks of similar length: (window indices, row width) with row width
-    `width(longest length in the block)` and rows × width <= max_samples (one row at least).
+    `width(longest length in the block)` and rows × width <= max_samples (default
+    BLOCK_SAMPLES; one row at least).
     Windows are taken in order of length, so a block never pads short windows to a long one
     beyond that bound."""
+    max_samples = BLOCK_SAMPLES if max_samples is None else max_samples
     lengths = np.asarray(lengths, dtype=np.int64)
     order = np.argsort(lengths, kind="stable")
     i = 0
