@@ -44,14 +44,16 @@ SPECFEM_DATA = os.environ.get("SPECFEM_DATA", "")
 BINARIES = ("xmeshfem3D", "xspecfem3D_type1", "xspecfem3D_type3", "xspecfem3D_type2")
 _missing = [b for b in (*BINARIES, "Par_file") if not (Path(SPECFEM_BIN) / b).exists()] \
     if SPECFEM_BIN else ["SPECFEM_BIN"]
-if SPECFEM_DATA and not (Path(SPECFEM_DATA) / "crust2.0").is_dir():
-    _missing.append(f"{SPECFEM_DATA}/crust2.0")
+_missing += [f"{SPECFEM_DATA}/{d}" for d in ("crust2.0", "s362ani")
+             if SPECFEM_DATA and not (Path(SPECFEM_DATA) / d).is_dir()]
 pytestmark = [pytest.mark.specfem, pytest.mark.skipif(
     bool(_missing) or not SPECFEM_DATA,
     reason="needs SPECFEM_BIN (scripts/build_specfem_tiny.sh) and SPECFEM_DATA; missing: "
            + ", ".join(_missing or ["SPECFEM_DATA"]))]
 
 PARS = ("vpv", "vph", "vsv", "vsh", "eta", "rho")
+#: SPECFEM DATA folders the MODEL = GLL mesher reads (CRUST2.0 Moho, S362ANI reference)
+DATA_DIRS = ("crust2.0", "s362ani")
 GREECE = REPO / "tests" / "data" / "regional_greece" / "CMTSOLUTION"
 STATIONS = [("LIT", "HT", 40.1008, 22.4900), ("ZKR", "GE", 35.1147, 26.2170),
             ("S001", "XS", 37.2830, 21.7180), ("T01", "XX", 45.0, 20.0), ("T02", "XX", 44.0, 30.0),
@@ -92,9 +94,8 @@ def _run_dir(root: Path, name: str, model: str = "GLL") -> Path:
         (d / sub).mkdir(parents=True, exist_ok=True)
     shutil.copy(Path(SPECFEM_BIN) / "Par_file", d / "DATA" / "Par_file")
     _set_par(d / "DATA" / "Par_file", MODEL=model, SIMULATION_TYPE="1", SAVE_FORWARD=".false.")
-    os.symlink(Path(SPECFEM_DATA) / "crust2.0", d / "DATA" / "crust2.0")
-    if model != "GLL":
-        os.symlink(Path(SPECFEM_DATA) / "s362ani", d / "DATA" / "s362ani")
+    for name in DATA_DIRS:
+        os.symlink(Path(SPECFEM_DATA) / name, d / "DATA" / name)
     (d / "DATA" / "STATIONS").write_text(_stations_text())
     shutil.copy(GREECE, d / "DATA" / "CMTSOLUTION")        # the mesher reads it too
     return d
@@ -185,7 +186,8 @@ def _project(world: dict, tmp: Path) -> Path:
     shutil.copy(Path(SPECFEM_BIN) / "Par_file", data / "Par_file")
     _set_par(data / "Par_file", MODEL="GLL")
     (data / "STATIONS").write_text(_stations_text())
-    shutil.copytree(Path(SPECFEM_DATA) / "crust2.0", data / "crust2.0")
+    for name in DATA_DIRS:
+        shutil.copytree(Path(SPECFEM_DATA) / name, data / name)
     for ev, src in world["sources"].items():
         write_cmtsolution(data / f"CMTSOLUTION_{ev}", _perturbed(src))
     par = yaml.safe_load((REPO / "parameters.yaml").read_text())
