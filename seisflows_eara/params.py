@@ -173,12 +173,11 @@ PARAMETERS: tuple[Param, ...] = (
           "workflow", _num(0.0, None, lo_open=True)),
     Param("assess_section_depths_km", [0.0, 1000.0], "km",
           "Depth range of cross-sections (paper Fig. 7: surface to 1000 km)", "workflow", _pair(0.0)),
-    Param("assess_depth_step_km", 10.0, "km",
-          "Depth sampling of cross-sections and bin width of the layer-mean (1-D average) profile",
-          "workflow", _num(0.0, None, lo_open=True)),
-    Param("assess_interpolation_neighbors", 16, "count",
-          "GLL points per target of the local linear RBF interpolation (scipy RBFInterpolator, "
-          "degree-1 polynomial: linear fields are reproduced)", "workflow", _num(4, None, integer=True)),
+    Param("assess_depth_step_km", 10.0, "km", "Depth sampling of cross-sections", "workflow",
+          _num(0.0, None, lo_open=True)),
+    Param("assess_mean_grid_deg", 1.0, "deg",
+          "Lateral sampling of the layer mean (area-weighted average at each depth, the 1-D "
+          "reference of dlnVs and dlnVp)", "workflow", _num(0.0, None, lo_open=True)),
     Param("assess_mask_depths_km", [410.0, 660.0], "km",
           "Discontinuities whose neighbourhood is masked in map views and sections (paper Figs 4-7)",
           "workflow", _pos_list),
