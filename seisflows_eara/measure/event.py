@@ -283,8 +283,9 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     flush()
 
     U = np.concatenate(obs_parts) if obs_parts else np.zeros(0)
+    obs_parts.clear()
     S = np.concatenate(syn_parts) if syn_parts else np.zeros(0)
-    del obs_parts, syn_parts
+    syn_parts.clear()
     prepared = PreparedEvent.build(event, stations, wdata, U, axes, solver,
                                    {k: geo[k][2] for k in axes}, cfg)
     nwin = len(wdata)
@@ -295,7 +296,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         chi = nz_chi
         if v["misfit"] != "nzcc":      # same windows and weights, another misfit (pyadjoint)
             chi, adj = p.other_misfit(S)
-        cc, lag = cc_and_lag(S * p.taper, p.U * p.taper, p.lengths)
+        cc, lag = cc_and_lag(S, p.U, p.lengths, taper=p.taper)
         dt_shift = lag * p.dt
         snr = np.concatenate(snr_parts)
         f1, f2, f3, wq = quality_weight(cc, snr, dt_shift, tuple(v["quality_cc"]),
@@ -344,7 +345,9 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
             w_geographic=wg, weight=weight, misfit=contrib,
             status=np.where(why_a == "", "ok", "rejected").astype(object), reason=why_a),
             columns=COLUMNS)
-        by_cat = prepared.adjoint_by_category(adj * per_sample(wq * wg, p.offsets))
+        adj *= per_sample(wq * wg, p.offsets)
+        by_cat = prepared.adjoint_by_category(adj)
+        del adj
         misfit = float(contrib.sum())
     else:
         by_cat, misfit, wc, cats_w = {}, 0.0, np.zeros(0), np.array([])
@@ -421,7 +424,7 @@ class PreparedEvent:
             raise ValueError(f"event {event.name}: {U.size} observed samples for windows of "
                              f"{self.offsets[-1]} samples")
         self.U = U
-        self.taper = tukey_tapers(self.lengths, cfg["window_taper_fraction"])
+        self._taper = None
         self.station_index = np.array([d.station for d in wdata], dtype=np.int64)
         self.weights = np.ones(n)
         self.categories = np.array([d.window.category for d in wdata])
@@ -431,6 +434,19 @@ class PreparedEvent:
     @property
     def nwin(self) -> int:
         return len(self.windows)
+
+    @property
+    def taper(self) -> np.ndarray:
+        """Flat Tukey window tapers (window_taper_fraction at each end), made on first use: they
+        follow from `lengths`, so pickles of the event leave them out."""
+        if getattr(self, "_taper", None) is None:
+            self._taper = tukey_tapers(self.lengths, self.cfg["window_taper_fraction"])
+        return self._taper
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_taper"] = None
+        return state
 
     def set_weights(self, station_quality: np.ndarray, categories: np.ndarray,
                     wc: np.ndarray | None = None) -> None:

@@ -8,8 +8,8 @@ from scipy import fft
 from seisflows_eara.windows.ragged import blocks, gather, offsets_from_lengths
 
 
-def cc_and_lag(s: np.ndarray, u: np.ndarray, lengths: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+def cc_and_lag(s: np.ndarray, u: np.ndarray, lengths: np.ndarray | None = None,
+               taper: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Max over lags of Σ u[n+k] s[n] / sqrt(Σs² Σu²) and its lag k in samples (sub-sample by a
     parabola through the peak). Positive lag: u (observed) arrives later than s (synthetic).
     NaN where either has zero energy.
@@ -17,16 +17,21 @@ def cc_and_lag(s: np.ndarray, u: np.ndarray, lengths: np.ndarray | None = None
     Layouts: rows of 2-D s, u are windows, zero-padded on the right beyond `lengths` (default: the
     full row); or 1-D s, u hold windows of `lengths` end to end (seisflows_eara.windows.ragged),
     measured in blocks of similar length. Either way window i is correlated over its own lags
-    −(m−1) … m−1 (m its length), exactly as if measured alone."""
+    −(m−1) … m−1 (m its length), exactly as if measured alone. `taper` (same layout) multiplies
+    both s and u first."""
     if s.ndim == 1:
         if lengths is None:
             raise ValueError("cc_and_lag: flat (1-D) windows need their lengths")
         offsets = offsets_from_lengths(lengths)
         cc, lag = np.full(len(lengths), np.nan), np.full(len(lengths), np.nan)
         for idx, width in blocks(lengths):
+            w = None if taper is None else gather(taper, offsets, idx, width)
             cc[idx], lag[idx] = cc_and_lag(gather(s, offsets, idx, width),
-                                           gather(u, offsets, idx, width), np.asarray(lengths)[idx])
+                                           gather(u, offsets, idx, width),
+                                           np.asarray(lengths)[idx], w)
         return cc, lag
+    if taper is not None:
+        s, u = s * taper, u * taper
     n = s.shape[-1]
     m = np.full(s.shape[0], n) if lengths is None else np.asarray(lengths, dtype=np.int64)
     nfft = fft.next_fast_len(2 * n, real=True)

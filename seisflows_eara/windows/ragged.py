@@ -70,6 +70,19 @@ def blocks(lengths: np.ndarray, width: Callable[[int], int] = lambda n: n,
         i = j
 
 
+def runs(offsets: np.ndarray, max_samples: int | None = None) -> Iterator[tuple[int, int]]:
+    """Consecutive windows in runs (i0, i1) of about max_samples samples (default BLOCK_SAMPLES;
+    one window at least): flat arrays are then processed run by run, each a contiguous slice."""
+    max_samples = BLOCK_SAMPLES if max_samples is None else max_samples
+    n = len(offsets) - 1
+    i0 = 0
+    while i0 < n:
+        i1 = int(np.searchsorted(offsets, offsets[i0] + max_samples, side="right")) - 1
+        i1 = min(max(i1, i0 + 1), n)
+        yield i0, i1
+        i0 = i1
+
+
 def gather(x: np.ndarray, offsets: np.ndarray, idx: np.ndarray, width: int) -> np.ndarray:
     """(len(idx), width) rows: windows idx of the flat array x, zero-padded on the right."""
     out = np.zeros((len(idx), width), dtype=x.dtype)
