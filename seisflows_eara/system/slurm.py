@@ -267,12 +267,13 @@ class SlurmRunner:
 
     def __init__(self, site: SlurmSite, work_dir: str, log_dir: str, *, tasks_per_job: int,
                  max_concurrent_jobs: int, retries: int, poll_seconds: float,
-                 run: Runner = _run_command):
+                 run: Runner = _run_command, notify: Callable[[str], None] | None = None):
         if max_concurrent_jobs < 1 or retries < 0 or poll_seconds <= 0:
             raise ValueError("max_concurrent_jobs >= 1, retries >= 0 and poll_seconds > 0 needed")
         self.site, self.work_dir, self.log_dir = site, work_dir, log_dir
         self.tasks_per_job, self.max_concurrent_jobs = tasks_per_job, max_concurrent_jobs
         self.retries, self.poll_seconds, self._run = retries, poll_seconds, run
+        self._notify = notify or (lambda message: None)   # job state changes, e.g. to a log
         self.jobs: list[_Job] = []          # every job submitted by the last run(), for reports
 
     def run(self, task_ids: Sequence[int], command: str, *, task_type: str, ranks_per_task: int,
@@ -337,6 +338,9 @@ class SlurmRunner:
                     if job_id not in states:            # left the queue (MinJobAge passed)
                         del active[job_id]
                         continue
+                    if states[job_id] != (job.state, job.reason):
+                        self._notify(f"job {job_id} (tasks {job.task_ids}): "
+                                     f"{' '.join(x for x in states[job_id] if x != 'None')}")
                     job.state, job.reason = states[job_id]
                     if job.state in TERMINAL_STATES:
                         del active[job_id]
