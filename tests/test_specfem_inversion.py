@@ -30,7 +30,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from test_workflow import _history, _seisflows, _simulations  # noqa: E402
+from test_workflow import _event_misfit, _history, _seisflows, _simulations  # noqa: E402
 
 from seisflows_eara.io.cmtsolution import read_cmtsolution, write_cmtsolution  # noqa: E402
 from seisflows_eara.io.specfem_traces import read_synthetics  # noqa: E402
@@ -267,12 +267,19 @@ def test_tiny_inversion_on_real_specfem(world, run):
     r = float(np.corrcoef(dv, world["gauss"])[0, 1])
     summary["correlation_vsv_anomaly"] = r
     summary["dvsv_at_anomaly_peak"] = float(dv[np.argmax(world["gauss"])])
+    summary["dvsv_mean_inside_outside"] = [float(dv[world["gauss"] > 0.5].mean()),
+                                           float(dv[world["gauss"] < 0.05].mean())]
     out = Path(os.environ.get("EARA_SPECFEM_SUMMARY", work / "specfem_summary.json"))
     out.write_text(json.dumps(summary, indent=1, default=float))
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1, default=float))
     assert np.all(np.diff(chain) < 0), chain
-    for ev, s in summary["sources"].items():
-        d0, d1 = s["location_km"]
-        t0, t1 = s["time_s"]
-        assert d1 / d0 + t1 / t0 < 2.0, (ev, s)
-    assert r > 0.0, r
+    # each source update lowered its event's misfit, predicted and re-measured (toward the true
+    # source only as far as the 1-D model allows: its delays go into the origin time)
+    for ev in world["sources"]:
+        folder = work / "output" / "sources" / ev
+        ls = json.loads((folder / "CMTSOLUTION_stage1_src01_linesearch.json").read_text())
+        assert ls["status"] == "updated" and ls["misfit"] < ls["misfit0"], ls
+        assert _event_misfit(work, "stage1_structure01_forward", ev) < \
+            _event_misfit(work, "stage1_source01_forward", ev), ev
+    inside = float(dv[world["gauss"] > 0.5].mean())
+    assert r > 0.0 and inside > 0.0, (r, inside)
