@@ -96,6 +96,42 @@ def test_parameters_are_in_table_and_validated():
             params.BY_NAME[key].validate(bad)
 
 
+def test_plugin_check_names_the_problem(tmp_path):
+    from seisflows_eara.plugins.system import EaraSlurm
+    par = tmp_path / "parameters.yaml"
+    par.write_text("system: eara_slurm\n")
+    base = dict(workdir=str(tmp_path), path_par_file=str(par), ntask=2, walltime=60)
+    with pytest.raises(params.ParameterError, match=r"'mpiexec' is null but nproc = 4.*srun --exact"):
+        EaraSlurm(nproc=4, mpiexec=None, **base).check()
+    with pytest.raises(params.ParameterError, match=r"'mpiexec' is null.*ibrun -o \$EARA_TASK_OFFSET"):
+        EaraSlurm(nproc=4, mpiexec=None, slurm_site="stampede2", **base).check()
+    with pytest.raises(params.ParameterError, match="slurm_task_retries"):
+        EaraSlurm(nproc=1, slurm_task_retries=-1, **base).check()
+    system = EaraSlurm(nproc=1, slurm_site="stampede2", slurm_account="TG-X",
+                       environs="OMP_NUM_THREADS=1", **base)
+    site = system.site
+    assert (site.partition, site.account, site.walltime("master")) == ("skx-normal", "TG-X",
+                                                                      "0-01:00:00")
+    assert site.environment == ("export OMP_NUM_THREADS=1",)
+
+
+def test_swap_to_eara_slurm_writes_documented_keys(tmp_path):
+    """`seisflows swap system eara_slurm` on the repository's parameters.yaml keeps its values and
+    documents every slurm_* key (what `seisflows configure` reads from the class docstring)."""
+    import yaml
+    text = (TESTS.parent / "parameters.yaml").read_text().replace("slurm_task_retries: 2",
+                                                                  "slurm_task_retries: 5")
+    (tmp_path / "parameters.yaml").write_text(text)
+    exe = str(Path(sys.executable).with_name("seisflows"))
+    subprocess.run([exe, "swap", "system", "eara_slurm"], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=300)
+    new = (tmp_path / "parameters.yaml").read_text()
+    values = yaml.safe_load(new)
+    assert values["system"] == "eara_slurm" and values["slurm_task_retries"] == 5
+    for p in params.for_component("system"):
+        assert f":param {p.name}: [{p.unit}]" in new and new.count(f"\n{p.name}:") == 1, p.name
+
+
 # ====================================================================== retry logic, scripted Slurm
 class ScriptedSlurm:
     """sbatch runs the script at once with bash; squeue then knows no job (as after MinJobAge)."""
@@ -358,3 +394,47 @@ def test_single_task_and_master_submission(slurm_cluster, tmp_path, monkeypatch)
                               max_concurrent_jobs=1, retries=0, poll_seconds=0.3)
     runner._wait([core._Job(job, [0])])
     assert (out / "master").read_text() == f"--workdir {tmp_path} --parameter_file parameters.yaml"
+
+
+# ====================================================================== the workflow on Slurm
+try:       # the workflow test's world (stand-in solver on the real tiny mesh) and project layout
+    from test_workflow import TRUE_EVENTS, _project, world  # noqa: F401  (world: a fixture)
+except Exception as e:  # noqa: BLE001  (its fixtures missing: the slow test skips)
+    WORKFLOW_IMPORT_ERROR = repr(e)
+else:
+    WORKFLOW_IMPORT_ERROR = None
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_workflow_through_seisflows_submit_on_slurm(slurm_cluster, request, tmp_path_factory):
+    """`seisflows submit` with system: eara_slurm: the master job submits every per-event step as
+    Slurm jobs (the workflow test's stand-in solver, 2 events, 1 structure iteration)."""
+    if WORKFLOW_IMPORT_ERROR:
+        pytest.skip(f"tests/test_workflow.py helpers unavailable: {WORKFLOW_IMPORT_ERROR}")
+    import yaml
+    work = _project(request.getfixturevalue("world"), tmp_path_factory.mktemp("slurm_run"), 0, 1)
+    par = yaml.safe_load((work / "parameters.yaml").read_text())
+    par.update(system="eara_slurm", walltime=30, ntask_max=2, events_per_job=1,
+               slurm_poll_seconds=1.0, slurm_task_retries=0, slurm_walltime_forward=10.0,
+               slurm_walltime_kernel=10.0, slurm_walltime_serial=10.0)
+    (work / "parameters.yaml").write_text(yaml.safe_dump(par, sort_keys=False))
+    exe = str(Path(sys.executable).with_name("seisflows"))
+    subprocess.run([exe, "submit"], cwd=work, check=True, capture_output=True, timeout=120)
+    deadline, master = time.time() + 1500, []
+    while time.time() < deadline:
+        out = subprocess.run(["squeue", "-h", "--states=all", "-o", "%j|%T"], capture_output=True,
+                             text=True).stdout
+        master = [ln.split("|")[1] for ln in out.splitlines() if ln.split("|")[0] == work.name]
+        if master and master[-1] in core.TERMINAL_STATES:
+            break
+        time.sleep(2)
+    log = (work / "sflog.txt").read_text() if (work / "sflog.txt").exists() else ""
+    assert master and master[-1] == "COMPLETED", f"master job {master}:\n{log[-4000:]}"
+    state = json.loads((work / "eara_state.json").read_text())
+    assert len(state["completed"]) == 6, state["completed"]
+    # forward, kernel, trial forward per event, then the final forward: 4 runs per event
+    sims = (work / "output" / "simulations.log").read_text().splitlines()
+    assert len(sims) == 4 * len(TRUE_EVENTS), sims
+    for step in ("forward", "kernel", "trial_forward", "final_forward"):
+        assert len(list((work / "logs").glob(f"{step}.task*.try1.log"))) == len(TRUE_EVENTS), step
