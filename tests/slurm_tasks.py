@@ -20,8 +20,11 @@ def _attempt(out: str) -> int:
     return os.path.getsize(path)
 
 
-def record(out: str, sleep: float = 0.0, **kwargs) -> None:
-    """Run one srun job step, then write out/task<id>.json with the job and step ids and times."""
+def record(out: str, sleep: float | dict[int, float] = 0.0, **kwargs) -> None:
+    """Run one srun job step, sleep (seconds, or {task id: seconds}), then write out/task<id>.json
+    with the job and step ids and the times."""
+    if isinstance(sleep, dict):
+        sleep = sleep.get(int(_tid()), 0.0)
     _attempt(out)
     step = subprocess.run(["srun", "--exact", "-n", "1", "sh", "-c",
                            "echo $SLURM_JOB_ID $SLURM_STEP_ID"],

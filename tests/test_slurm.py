@@ -306,7 +306,7 @@ def test_bundled_events_share_one_allocation(slurm_cluster, tmp_path, monkeypatc
     out.mkdir()
     system = _system(tmp_path, ntask=5, events_per_job=2)
     monkeypatch.setattr(slurm_tasks.record, "eara_step", "forward", raising=False)
-    system.run([slurm_tasks.record], out=str(out), sleep=1.5)
+    system.run([slurm_tasks.record], out=str(out), sleep={0: 5.0, 1: 5.0})
     tasks = _tasks(out)
     assert sorted(tasks) == [0, 1, 2, 3, 4]
     jobs = [tasks[i]["job"] for i in range(5)]
