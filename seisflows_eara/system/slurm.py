@@ -32,7 +32,7 @@ import shlex
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from seisflows_eara.io.atomic import atomic_write_text
@@ -386,7 +386,3 @@ def submit_master(site: SlurmSite, script_path: str, *, label: str, command: str
     atomic_write_text(script_path, master_script(site, label=label, command=command, output=output))
     return submit(script_path, None, run)
 
-
-def with_walltimes(site: SlurmSite, **minutes: float) -> SlurmSite:
-    """A copy of `site` with walltimes (minutes) for the named task types put over its own."""
-    return replace(site, walltime_minutes={**site.walltime_minutes, **minutes})
