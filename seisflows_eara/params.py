@@ -387,6 +387,13 @@ PARAMETERS: tuple[Param, ...] = (
     Param("specfem_mesher_binary", "xmeshfem3D", "name in bin/",
           "Mesher executable, re-run whenever the GLL model changes", "solver",
           lambda v: None if isinstance(v, str) and v else "must be an executable name"),
+    Param("specfem_smooth_binary", "xsmooth_sem", "name in bin/",
+          "SPECFEM's smoothing program, used when smoothing_program = xsmooth_sem", "solver",
+          lambda v: None if isinstance(v, str) and v else "must be an executable name"),
+    Param("smoothing_program", "python", "name",
+          "Gaussian smoothing of the gradient (SPEC §6 step 4): python (seisflows_eara.kernels, "
+          "the same operator, on the master) or xsmooth_sem (SPECFEM's program, MPI)", "solver",
+          lambda v: None if v in ("python", "xsmooth_sem") else "must be python or xsmooth_sem"),
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}

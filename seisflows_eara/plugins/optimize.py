@@ -81,8 +81,9 @@ class EaraPcg(EaraParameters, Gradient):
     # ------------------------------------------------------------------ structure
     def structure_direction(self, stage: int, iteration: int, structure_index: int,
                             event_kernels: dict[str, str], sources: dict[str, str], stations: str,
-                            model: str, mesh: str, output: str) -> dict:
-        """Direction of one structure iteration and its trial model; returns the JSON record."""
+                            model: str, mesh: str, output: str, smoother=None) -> dict:
+        """Direction of one structure iteration and its trial model; returns the JSON record.
+        `smoother(fields, σh, σv, sizes)` replaces the Python smoothing (the solver's xsmooth_sem)."""
         v = self.eara
         msh = read_mesh(mesh)
         m = read_fields(model, list(MODEL_FILES))
@@ -103,7 +104,9 @@ class EaraPcg(EaraParameters, Gradient):
 
         g, hess = core.summed_gradient(events(), msh, m.fields, v)
         sh, sv = params.smoothing_for_iteration(v, structure_index)
-        grad = core.process_gradient(g, hess, msh, v, sh, sv)
+        smooth = None if smoother is None else \
+            (lambda fields, h, z: smoother(fields, h, z, msh.sizes))
+        grad = core.process_gradient(g, hess, msh, v, sh, sv, smoother=smooth)
         state = OptimizerState(self.path.pcg)
         d = core.direction(grad, state.previous(stage, before=iteration), v["powell_threshold"])
         state.save(stage, iteration, grad.g, grad.pg, d.raw,

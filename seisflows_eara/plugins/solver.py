@@ -9,6 +9,8 @@ Per event, in the event's working directory scratch/solver/<event>/ (set up by S
   adjoint_simulation(...)      SIMULATION_TYPE 3 with SEM/*.adj -> every proc*_reg?_*_kernel.bin
                                (TISO kernels and the pseudo-Hessian `hess`) moved to `save_kernels`
   source_adjoint_simulation()  SIMULATION_TYPE 2 -> OUTPUT_FILES/src_frechet.000001 to a file
+  smooth(fields, σh, σv)       SPECFEM's xsmooth_sem on GLL fields, in the main solver directory
+                               (smoothing_program = xsmooth_sem)
 
 A failing binary raises SolverError naming the event, command and log (2.3.1 called sys.exit,
 which kills the whole task without a trace of which event failed). SPECFEM builds that compile the
@@ -19,8 +21,11 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
+
+import numpy as np
 
 from seisflows import logger
 from seisflows.solver.specfem3d_globe import Specfem3DGlobe
@@ -28,6 +33,8 @@ from seisflows.tools.specfem import getpar, setpar
 
 from seisflows_eara import params
 from seisflows_eara.io.atomic import atomic_write_text
+from seisflows_eara.kernels import xsmooth_sem_command
+from seisflows_eara.model.gll import GllFields, gll_filename, read_gll, write_fields
 from seisflows_eara.plugins.base import EaraParameters
 
 GLL_DIR = os.path.join("DATA", "GLL")                 # SPECFEM3D_GLOBE PATHNAME_GLL_modeldir
@@ -55,7 +62,9 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
         self.model_parameters = ["vpv", "vph", "vsv", "vsh", "eta", "rho"]
         # what EARA runs (summation, preconditioning and the CG are ours; smoothing falls back to
         # Python when xsmooth_sem is absent)
-        self._required_binaries = sorted({self.specfem_mesher_binary, *self.specfem_solver_binaries})
+        self._required_binaries = sorted({self.specfem_mesher_binary, *self.specfem_solver_binaries}
+                                         | ({self.specfem_smooth_binary}
+                                            if self.smoothing_program == "xsmooth_sem" else set()))
 
     def check(self) -> None:
         self._check_eara()
@@ -189,24 +198,60 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
         for key, val in values.items():
             setpar(key=key, val=val, file=par)
 
-    def _run(self, binary: str, log: str) -> None:
-        """Run bin/<binary> (under `mpiexec -n nproc` when set) in the event's directory."""
+    def _run(self, binary: str, log: str, args: list[str] | None = None,
+             cwd: str | None = None) -> None:
+        """Run bin/<binary> [args] (under `mpiexec -n nproc` when set) in the event's directory
+        (or `cwd`)."""
+        who = f"event {self.source_name}" if cwd is None else os.path.basename(cwd)
+        cwd = cwd or self.cwd
         exe = os.path.join("bin", binary)
-        if not os.path.exists(os.path.join(self.cwd, exe)):
-            raise SolverError(f"event {self.source_name}: executable {exe} not found in "
-                              f"{self.cwd} (copied from path_specfem_bin at setup)")
-        cmd = f"./{exe}"
+        if not os.path.exists(os.path.join(cwd, exe)):
+            raise SolverError(f"{who}: executable {exe} not found in "
+                              f"{cwd} (copied from path_specfem_bin at setup)")
+        cmd = " ".join([f"./{exe}", *(shlex.quote(a) for a in args or [])])
         if self._mpiexec:
             cmd = f"{self._mpiexec} -n {self.nproc} {cmd}"
-        logger.debug(f"{self.source_name}: {cmd}")
-        with open(os.path.join(self.cwd, log), "w") as f:
-            rc = subprocess.run(cmd, shell=True, cwd=self.cwd, stdout=f, stderr=subprocess.STDOUT
+        logger.debug(f"{who}: {cmd}")
+        with open(os.path.join(cwd, log), "w") as f:
+            rc = subprocess.run(cmd, shell=True, cwd=cwd, stdout=f, stderr=subprocess.STDOUT
                                 ).returncode
         if rc != 0:
-            with open(os.path.join(self.cwd, log)) as f:
+            with open(os.path.join(cwd, log)) as f:
                 tail = "".join(f.readlines()[-5:])
-            raise SolverError(f"event {self.source_name}: `{cmd}` exited with {rc}; log "
-                              f"{os.path.join(self.cwd, log)} ends with:\n{tail}")
+            raise SolverError(f"{who}: `{cmd}` exited with {rc}; log "
+                              f"{os.path.join(cwd, log)} ends with:\n{tail}")
+
+    # ------------------------------------------------------------------ SPECFEM's smoothing
+    def smooth(self, fields: dict[str, np.ndarray], sigma_h_km: float, sigma_v_km: float,
+               sizes: list[int]) -> dict[str, np.ndarray]:
+        """SPECFEM's own Gaussian smoothing (`xsmooth_sem SIGMA_H SIGMA_V NAME_kernel IN/ OUT/`,
+        crust/mantle region) of GLL fields (concatenated over processes of `sizes` points), run
+        in the main solver directory, whose DATA/Par_file and mesh databases it reads. Used when
+        smoothing_program = xsmooth_sem; seisflows_eara.kernels.smoothing is the same operator
+        in Python (tests/test_kernels.py compares them)."""
+        run = self.path.mainsolver
+        base = os.path.join(run, "SMOOTH")
+        inp, out = os.path.join(base, "INPUT"), os.path.join(base, "OUTPUT")
+        for d in (inp, out):
+            _fresh_dir(d)
+        write_fields(inp, GllFields({k: np.asarray(v, np.float32) for k, v in fields.items()},
+                                    list(sizes), 1), kernel=True)
+        smoothed = {}
+        for name in fields:
+            args = xsmooth_sem_command(sigma_h_km, sigma_v_km, f"{name}_kernel",
+                                       os.path.join("SMOOTH", "INPUT", ""),
+                                       os.path.join("SMOOTH", "OUTPUT", ""))[1:]
+            self._run(self.specfem_smooth_binary, os.path.join("SMOOTH", f"{name}.log"), args,
+                      cwd=run)
+            parts = []
+            for i in range(len(sizes)):
+                f = os.path.join(out, gll_filename(i, 1, f"{name}_kernel_smooth"))
+                if not os.path.exists(f):
+                    raise SolverError(f"{self.specfem_smooth_binary} wrote no {f}; see "
+                                      f"{os.path.join(base, name + '.log')}")
+                parts.append(read_gll(f))
+            smoothed[name] = np.concatenate(parts).astype(np.float64)
+        return smoothed
 
     def par_value(self, key: str) -> str:
         """A value of the event's Par_file (e.g. RECORD_LENGTH_IN_MINUTES)."""

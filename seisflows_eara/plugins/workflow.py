@@ -267,7 +267,8 @@ class EaraInversion(EaraParameters, Inversion):
         info = self.optimize.structure_direction(
             stage=step.stage, iteration=step.iteration, structure_index=step.structure_index,
             event_kernels=events, sources=sources, stations=stations,
-            model=self._current_model(), mesh=self._mesh_path(), output=self.direction_path(step))
+            model=self._current_model(), mesh=self._mesh_path(), output=self.direction_path(step),
+            smoother=self.solver.smooth if self.solver.smoothing_program == "xsmooth_sem" else None)
         state = self.state
         state.records.setdefault("directions", {})[step.key] = info
         state.save()
