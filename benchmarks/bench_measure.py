@@ -136,7 +136,7 @@ def main() -> None:
     # the many-station event first: the process peak RSS before it is then only the input traces
     wall, nwin, rss0, rss = bench_many(a.stations)
     ours, theirs = bench_kbl(a.pyatoa_repeats)
-    print(f"IU.KBL, one 3-component station, processing + windows + adjoint sources:")
+    print("IU.KBL, one 3-component station, processing + windows + adjoint sources:")
     print(f"  seisflows_eara {ours:.3f} s   Pyatoa 0.2.2 {theirs:.3f} s   "
           f"ratio {theirs / ours:.1f}x  ({3 / ours:.1f} vs {3 / theirs:.1f} traces/s)")
     print(f"{a.stations} stations x 3 components, one event: {wall:.1f} s on one core "

@@ -2,8 +2,6 @@
 direct TauP, taper continuity, weights, processing against a direct obspy chain, bad input."""
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

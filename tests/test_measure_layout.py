@@ -240,3 +240,29 @@ def test_cc_lags_stay_inside_each_window():
     assert abs(lag[0]) == 299 and cc[0] < 0
     alone = cc_and_lag(long[None], np.roll(long, 5)[None])
     assert cc[1] == pytest.approx(alone[0][0], abs=TOL) and lag[1] == pytest.approx(alone[1][0])
+
+
+def test_prepared_event_pickled_with_padded_rows_still_loads():
+    """A frozen measurement pickled by the earlier layout (rows padded to the longest window)
+    re-measures the same misfit after loading (runs resumed across the upgrade)."""
+    import pickle
+
+    from seisflows_eara.measure import PreparedEvent
+    ev = event_from_file(str(GRC / "CMTSOLUTION"))
+    sta = read_stations(GRC / "STATIONS")
+    obs = read_synthetics(str(GRC / "REF_SEIS"), ev.time)
+    syn = read_synthetics(str(GRC / "tiny_1d"), ev.time)
+    by = {s.code: obs.select(network=s.network, station=s.station) for s in sta}
+    p = measure_event(ev, sta, by, syn, Config(params.defaults(), 1), observed_processed=True).prepared
+    old = dict(p.__dict__)
+    L = int(p.lengths.max())
+    old["U"] = ragged.gather(p.U, p.offsets, np.arange(p.nwin), L)
+    old["taper"] = ragged.gather(p.taper, p.offsets, np.arange(p.nwin), L)
+    for key in ("offsets", "_taper", "station_index"):
+        del old[key]
+    q = PreparedEvent.__new__(PreparedEvent)
+    q.__setstate__(old)
+    q = pickle.loads(pickle.dumps(q))
+    np.testing.assert_array_equal(q.U, p.U)
+    np.testing.assert_array_equal(q.taper, p.taper)
+    assert q.misfit(syn) == p.misfit(syn)

@@ -3,8 +3,9 @@
 `measure_event` returns an EventMeasurement: the measurement table (one row per window or rejected
 trace, columns in docs/DEVELOPING.md), the weighted misfit of eq. (2) for the event, and the
 adjoint sources on the solver's N/E/Z time axis. All windows of the event are measured in a few
-vectorized calls, on per-window arrays stored end to end (seisflows_eara.windows.ragged). `EventMeasurement.prepared` re-measures the same windows with frozen weights on
-new synthetics (line searches on extrapolated synthetics, SPEC §5-6).
+vectorized calls, on per-window arrays stored end to end (seisflows_eara.windows.ragged).
+`EventMeasurement.prepared` re-measures the same windows with frozen weights on new synthetics
+(line searches on extrapolated synthetics, SPEC §5-6).
 """
 from __future__ import annotations
 
@@ -448,6 +449,18 @@ class PreparedEvent:
         state["_taper"] = None
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        if "offsets" not in state:     # pickled by an earlier version: rows padded to the longest
+            lengths = np.asarray(state["lengths"], dtype=np.int64)
+            U = np.asarray(state.pop("U"))
+            state.pop("taper", None)
+            state.update(offsets=offsets_from_lengths(lengths), _taper=None,
+                         U=np.concatenate([U[i, :m] for i, m in enumerate(lengths)])
+                         if lengths.size else np.zeros(0),
+                         station_index=np.array([d.station for d in state["windows"]],
+                                                dtype=np.int64))
+        self.__dict__.update(state)
+
     def set_weights(self, station_quality: np.ndarray, categories: np.ndarray,
                     wc: np.ndarray | None = None) -> None:
         """Freeze W_es·W_w per window and W_c (per event unless given, e.g. over all events)."""
@@ -558,17 +571,11 @@ class PreparedEvent:
         equal solver grids), rotation (orthogonal), taper and demean (x -> taper · (x − mean x))."""
         v = self.cfg.values
         out: dict[str, dict[str, np.ndarray]] = {}
-        # rows: (category, station, band, component) -> window adjoints summed on the axis
-        order: list[tuple[str, int, str, int]] = []
-        first: dict[int, int] = {}
-        for i, d in enumerate(self.windows):
-            first.setdefault(d.station, i)
-        stations = list(first)
-        bounds = [first[k] for k in stations] + [len(self.windows)]
-        for b in range(0, len(stations), STATION_BLOCK):
-            lo, hi = bounds[b], bounds[min(b + STATION_BLOCK, len(stations))]
+        stations = np.unique(self.station_index)
+        for b in range(0, stations.size, STATION_BLOCK):
+            # (category, station, band, component) -> window adjoints summed on the axis
             rows: dict[tuple[str, int, str, int], np.ndarray] = {}
-            for i in range(lo, hi):
+            for i in np.flatnonzero(np.isin(self.station_index, stations[b:b + STATION_BLOCK])):
                 d = self.windows[i]
                 key = (d.window.category, d.station, d.window.band, "ZRT".index(d.window.component))
                 if key not in rows:

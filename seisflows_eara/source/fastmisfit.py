@@ -225,10 +225,10 @@ class ExtrapolatedMisfit:
         return float(np.sum(np.where(self.w > 0, self.w * np.nan_to_num(chi, nan=0.0), 0.0)))
 
     def segments(self, alpha: float, shift: float) -> np.ndarray:
-        """Flat window segments (PreparedEvent layout) of s_α(t) (eq. B3): the processed traces on the extended axes
-        delayed by a Fourier phase ramp (they are tapered to zero at the record ends, so the ramp
-        does not wrap), then cut to the windows. The general path, for misfits other than NZCC and
-        as an independent check of the interpolated inner products."""
+        """Flat window segments (PreparedEvent layout) of s_α(t) (eq. B3): the processed traces
+        on the extended axes delayed by a Fourier phase ramp (they are tapered to zero at the
+        record ends, so the ramp does not wrap), then cut to the windows. The general path, for
+        misfits other than NZCC and as an independent check of the interpolated inner products."""
         lo, hi = self.shift_bounds
         if not lo - 1e-9 <= shift <= hi + 1e-9:
             raise ValueError(f"origin-time change {shift} s outside the bounds [{lo}, {hi}] s")
