@@ -21,12 +21,16 @@ CATEGORY_LABELS = {"pz": "P-SV body, Z", "pr": "P-SV body, R", "sh": "SH body, T
 #: per-stage style of the misfit curves (paper Fig. 3: red stars, blue diamonds, magenta squares)
 STAGE_STYLES = [("tab:red", "*"), ("tab:blue", "D"), ("m", "s"), ("tab:green", "o"),
                 ("tab:orange", "^")]
+#: x-span before a stage's start over which its source iterations are drawn (misfit curves)
+SOURCE_SPAN = 0.5
 #: histogram bins (paper Fig. 8): δt in s, NZCC and CC dimensionless
 HIST_BINS = {"dt": np.linspace(-10, 10, 41), "nzcc": np.linspace(-1, 1, 41),
              "cc_max": np.linspace(0, 1, 21)}
 #: colours of compared tables/synthetics, in order (paper Figs 8 and 10: blue initial, red final)
 SERIES_COLORS = ["tab:blue", "tab:red", "tab:green", "0.4"]
 DPI = 120
+#: window labels: top position (axes fraction), step down and number of rows they cycle through
+LABEL_TOP, LABEL_STEP, LABEL_ROWS = 0.97, 0.1, 3
 #: colour scales span this percentile of |values| (relative) or the central range (absolute)
 COLOR_PERCENTILE = 99.0
 #: opacity of the bands that mask the neighbourhood of discontinuities (paper Figs 4-7)
@@ -41,32 +45,38 @@ def _save(fig, path: str | None):
 
 # ------------------------------------------------------------------------------ Fig. 3
 def misfit_curve_points(history: pd.DataFrame) -> pd.DataFrame:
-    """Plot positions of output/misfit_history.csv rows: x = structure iterations done before the
-    row's model (stages follow each other); pre_source and source rows sit at their stage's start.
+    """Plot positions of output/misfit_history.csv rows. x = structure iterations done before the
+    row's model (stages follow each other; a stage's final row sits after its last iteration);
+    the source inversion that opens a stage is drawn just before the stage's start: its
+    pre-source row at start − SOURCE_SPAN, source iteration k of n at start − SOURCE_SPAN (1 − k/n),
+    so the model after it (structure iteration 0) is at the start itself.
     Adds columns x and marker ('pre' open symbol, 'source', 'structure' filled)."""
     need = {"stage", "kind", "iteration", "category", "misfit"}
     if not need <= set(history.columns):
         raise ValueError(f"misfit history needs columns {sorted(need)}, has {list(history.columns)}")
     h = history.copy()
-    offsets, total = {}, 0
+    offsets, nsrc, total = {}, {}, 0
     for s in sorted(h.stage.unique()):
         offsets[s] = total
+        nsrc[s] = max(int(h[(h.stage == s) & (h.kind == "source")].iteration.nunique()), 1)
         total += int(h[(h.stage == s) & (h.kind == "structure")].iteration.nunique())
     x = h.stage.map(offsets).astype(float)
     is_struct = h.kind == "structure"
     x[is_struct] += h.iteration[is_struct]
-    is_final = h.kind == "final"
-    x[is_final] = total
+    is_src = h.kind == "source"
+    x[is_src] -= SOURCE_SPAN * (1.0 - h.iteration[is_src] / h.stage[is_src].map(nsrc))
+    x[h.kind == "pre_source"] -= SOURCE_SPAN
+    x[h.kind == "final"] = total
     h["x"] = x
     h["marker"] = np.where(h.kind == "pre_source", "pre",
-                           np.where(h.kind == "source", "source", "structure"))
+                           np.where(is_src, "source", "structure"))
     return h
 
 
 def misfit_curves(history: pd.DataFrame, path: str | None = None):
     """Misfit per stage against structure iteration, total and per category (Fig. 3): filled
-    symbols joined by lines after the source inversion, open symbols before it, the source
-    iterations as small symbols on a dotted line at the stage's start."""
+    symbols joined by lines after the source inversion, an open symbol before it, the source
+    iterations as small symbols on a dotted line just before the stage's start."""
     h = misfit_curve_points(history)
     cats = ["total"] + [c for c in CATEGORY_LABELS if c in set(h.category)]
     cats += sorted(set(h.category) - set(cats))
@@ -79,12 +89,13 @@ def misfit_curves(history: pd.DataFrame, path: str | None = None):
             s = g[g.marker == "structure"].sort_values("x")
             ax.plot(s.x, s.misfit, color=color, marker=mk, ms=7, lw=1.2, label=f"stage {stage}")
             pre = g[g.marker == "pre"]
-            ax.plot(pre.x, pre.misfit, ls="none", marker=mk, ms=8, mfc="none", mec=color)
-            src = g[g.marker != "structure"].sort_values(["kind", "iteration"])
+            ax.plot(pre.x, pre.misfit, ls="none", marker=mk, ms=9, mfc="white", mec=color, mew=1.5,
+                    zorder=3)
+            src = g[g.marker != "structure"].sort_values("x")
             if len(src):
                 first = s.iloc[:1]
                 ax.plot(np.r_[src.x, first.x], np.r_[src.misfit, first.misfit], color=color,
-                        ls=":", lw=0.8, marker=".", ms=4)
+                        ls=":", lw=1.0, marker=".", ms=5)
         ax.set_title("overall" if cat == "total" else CATEGORY_LABELS.get(cat, cat), fontsize=9)
         ax.set_xlabel("structure iteration")
         ax.set_ylabel("misfit (eq. 2)")
@@ -136,14 +147,15 @@ def waveform_comparison(times: np.ndarray, observed: np.ndarray, synthetics: dic
         ax.plot(times, observed[i] / scale, "k", lw=1.0, label="observed")
         for (label, syn), c in zip(synthetics.items(), colors):
             ax.plot(times, syn[i] / scale, color=c, lw=0.9, label=label)
-        for _, w in windows[windows.component == comp].iterrows():
+        shown = windows[windows.component == comp].sort_values("win_start")
+        for n, (_, w) in enumerate(shown.iterrows()):
             ok = w.status == "ok"
             ax.axvspan(w.win_start, w.win_end, color="gold" if ok else "0.85", alpha=0.35, lw=0)
             text = w["label"] if "label" in w and isinstance(w["label"], str) else \
                 (f"{w.phases} NZCC {w.nzcc:.2f}" if np.isfinite(w.nzcc) else "")
             if text:
-                ax.text(w.win_start, 0.92, text, fontsize=7, transform=ax.get_xaxis_transform(),
-                        va="top")
+                ax.text(w.win_start, LABEL_TOP - LABEL_STEP * (n % LABEL_ROWS), text, fontsize=6.5,
+                        transform=ax.get_xaxis_transform(), va="top")
         ax.set_ylabel(f"{comp} (norm.)")
         ax.set_xlim(times[0], times[-1])
     axes[0].legend(loc="upper right", fontsize=8, ncol=len(synthetics) + 1)

@@ -199,21 +199,23 @@ class GllInterpolator:
             tried = k
         return elem, ref
 
-    def __call__(self, fields: Mapping[str, np.ndarray], targets: np.ndarray
-                 ) -> dict[str, np.ndarray]:
+    def __call__(self, fields: Mapping[str, np.ndarray], targets: np.ndarray,
+                 upper_side: bool = True) -> dict[str, np.ndarray]:
         """{name: values at `targets` (n, 3) km}, NaN outside the mesh: Σ_a f_a ℓ_a(ξ, η, γ)
-        over the GLL points of the element holding each target. Targets are raised by
-        DISCONTINUITY_TOL_KM (not above the mesh top), so a target on a discontinuity takes its
-        upper side, as model.reference does."""
+        over the GLL points of the element holding each target. With `upper_side` targets are
+        raised by DISCONTINUITY_TOL_KM (not above the mesh top), so a target on a discontinuity
+        takes its upper side, as model.reference does."""
         t = np.atleast_2d(np.asarray(targets, float))
         n3 = self.elements.shape[1]
         for k, v in fields.items():
             if np.size(v) != self.elements.shape[0] * n3:
                 raise ValueError(f"field {k}: {np.size(v)} values for "
                                  f"{self.elements.shape[0] * n3} GLL points")
-        r = np.linalg.norm(t, axis=1)
-        up = np.minimum(r + DISCONTINUITY_TOL_KM, np.maximum(r, self.r_max))
-        elem, ref = self.locate(t * (up / np.where(r > 0, r, 1.0))[:, None])
+        if upper_side:
+            r = np.linalg.norm(t, axis=1)
+            up = np.minimum(r + DISCONTINUITY_TOL_KM, np.maximum(r, self.r_max))
+            t = t * (up / np.where(r > 0, r, 1.0))[:, None]
+        elem, ref = self.locate(t)
         out = {k: np.full(len(t), np.nan) for k in fields}
         hit = np.nonzero(elem >= 0)[0]
         for a in range(0, hit.size, BLOCK_TARGETS):

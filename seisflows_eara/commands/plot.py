@@ -306,8 +306,8 @@ def plot_model(model_dir: str, mesh_dir: str, output: str, fields: list[str] | N
                                                 map_grid)
     from seisflows_eara.assess.views import map_views, section_view
     v = _values(config, model_dir)
-    mesh = mesh or _mesh(mesh_dir)
     model = _read_model(model_dir)
+    mesh = mesh or _mesh(mesh_dir)
     sizes = {k: a.size for k, a in model.items()}
     if set(sizes.values()) != {mesh.npoint}:
         raise PlotInputError(f"{model_dir}: fields have {sizes} points, the mesh in {mesh_dir} "
