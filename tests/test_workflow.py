@@ -265,6 +265,12 @@ def test_kill_mid_line_search_and_resume_repeats_no_simulation(world, reference_
     assert done in sims
     assert not any(s.startswith(pending) for s in sims)
     _seisflows(["submit"], work)
+    _assert_same_as(work, reference_run)
+
+
+def _assert_same_as(work: Path, reference_run: Path) -> None:
+    """No finished simulation repeated; the same simulations, model, sources and misfit history
+    as the uninterrupted run, bit for bit."""
     sims = _simulations(work)
     assert len(sims) == len(set(sims)), "a finished simulation was repeated"
     assert sorted(sims) == sorted(_simulations(reference_run))
@@ -275,3 +281,27 @@ def test_kill_mid_line_search_and_resume_repeats_no_simulation(world, reference_
     for ev in TRUE_EVENTS:
         f = Path("output") / "sources" / ev / "CMTSOLUTION_current"
         assert (work / f).read_text() == (reference_run / f).read_text(), ev
+    h, h_ref = _history(work), _history(reference_run)
+    assert np.array_equal(h.misfit.to_numpy(), h_ref.misfit.to_numpy())
+
+
+@pytest.mark.slow
+def test_killed_again_and_again_ends_like_the_uninterrupted_run(world, reference_run, tmp_path):
+    """SIGKILL of the master in every kind of step (every third solver invocation: forwards,
+    source adjoint, perturbed forward, kernels, trial forwards, meshers), `seisflows submit` after
+    each kill: the same sources and model bit for bit, no finished simulation repeated."""
+    work = _project(world, tmp_path, 1, 2)
+    count = tmp_path / "count.txt"
+    exe = str(Path(sys.executable).with_name("seisflows"))
+    kills, kill_at = 0, 2
+    while True:
+        p = subprocess.run([exe, "submit"], cwd=work, capture_output=True, text=True, timeout=1200,
+                           env={**os.environ, "STANDIN_KILL_AFTER": f"{count}:{kill_at}"},
+                           start_new_session=True)
+        if p.returncode == 0:
+            break
+        kills += 1
+        assert int(count.read_text()) == kill_at, p.stderr[-2000:]     # killed, not failed
+        kill_at += 3
+    assert kills >= 8, kills
+    _assert_same_as(work, reference_run)
