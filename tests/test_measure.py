@@ -373,3 +373,24 @@ def test_pyadjoint_adjoint_orientation_matches_finite_differences():
     fd = (pyadjoint_misfit_and_adjoint((s + d)[None], u[None], *args)[0]
           - pyadjoint_misfit_and_adjoint((s - d)[None], u[None], *args)[0]) / 2
     assert np.isclose(fd[0], np.sum(adj * d) * 0.1, rtol=1e-6)
+
+
+def test_measure_command_keeps_the_table_in_asdf(tmp_path):
+    """measurements.h5: the table as ASDF auxiliary data (lossless CSV) with the event as QuakeML."""
+    import pyasdf
+    from seisflows_eara.io.asdf_table import DATA_TYPE, read_table_asdf
+    out = tmp_path / "greece"
+    r = _cli("measure", "--config", str(REPO / "parameters.yaml"), "--cmtsolution",
+             str(GRC / "CMTSOLUTION"), "--stations", str(GRC / "STATIONS"), "--observed",
+             str(GRC / "REF_SEIS"), "--synthetics", str(GRC / "tiny_1d"), "--stage", "2",
+             "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    csv = pd.read_csv(out / "measurements.csv")
+    table, par = read_table_asdf(out / "measurements.h5", csv.event.iloc[0], 2)
+    assert list(table.columns) == list(csv.columns) and len(table) == len(csv)
+    ok = csv.status == "ok"
+    np.testing.assert_allclose(table.nzcc[ok], csv.nzcc[ok], rtol=1e-5)
+    assert par["stage"] == 2 and par["windows_kept"] == int(ok.sum()) and par["format"] == "csv"
+    assert par["misfit"] == pytest.approx(csv.misfit.sum(), rel=1e-4)
+    with pyasdf.ASDFDataSet(str(out / "measurements.h5"), mode="r") as ds:
+        assert DATA_TYPE in ds.auxiliary_data.list() and len(ds.events) == 1

@@ -1,7 +1,8 @@
 """`seisflows-eara measure`: the EARA measurement chain on one event, outside SeisFlows.
 
-Writes DIR/measurements.csv (columns: docs/DEVELOPING.md and README), adjoint sources DIR/SEM/
-NET.STA.MX[NEZ].adj in SPECFEM3D_GLOBE's format with DIR/SEM/STATIONS_ADJOINT, and prints a
+Writes DIR/measurements.csv (columns: docs/DEVELOPING.md and README), the same table with the
+event in DIR/measurements.h5 (ASDF auxiliary data, seisflows_eara.io.asdf_table), adjoint sources
+DIR/SEM/NET.STA.MX[NEZ].adj in SPECFEM3D_GLOBE's format with DIR/SEM/STATIONS_ADJOINT, and prints a
 one-line summary.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from seisflows_eara import params
 from seisflows_eara.cli import COMMANDS
 from obspy import Stream
 
+from seisflows_eara.io.asdf_table import write_table_asdf
 from seisflows_eara.io.specfem_traces import read_synthetics, write_adjoint_source
 from seisflows_eara.io.waveforms import read_inventory, read_observed
 from seisflows_eara.io.stations import read_stations, write_stations
@@ -43,6 +45,8 @@ def run_measure(config: str, cmtsolution: str, stations: str, observed: str, syn
                       observed_processed=inv is None, misorientation=mis)
     os.makedirs(os.path.join(output, "SEM"), exist_ok=True)
     m.table.to_csv(os.path.join(output, "measurements.csv"), index=False, float_format="%.6g")
+    write_table_asdf(os.path.join(output, "measurements.h5"), m.table, event.name, stage, m.misfit,
+                     cmtsolution)
     written = []
     for s in sta:
         if s.code in m.adjoint:
