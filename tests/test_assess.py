@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from seisflows_eara import params
-from seisflows_eara.assess.fields import (area_mean, discontinuity_mask, radial_anisotropy,
+from seisflows_eara.assess.fields import (area_mean, derived_field, discontinuity_mask,
+                                          radial_anisotropy,
                                           relative_to_mean, vp_voigt, vs_voigt)
 from seisflows_eara.assess.figures import CATEGORY_LABELS, misfit_curve_points
 from seisflows_eara.assess.psf import gaussian_perturbation, psf_centres
@@ -140,6 +141,9 @@ def test_derived_fields_by_hand():
     assert vp_voigt(8.0, 9.0) == pytest.approx(np.sqrt((64 + 4 * 81) / 5))
     assert radial_anisotropy(4.0, 5.0) == pytest.approx(1.0 / np.sqrt(19.0))
     assert radial_anisotropy(4.5, 4.5) == 0.0
+    m = {"vsv": np.array([4.0]), "vsh": np.array([5.0])}
+    assert derived_field("vs", m) == pytest.approx(np.sqrt(19.0))
+    assert derived_field("vs", {**m, "vs": np.array([0.07])}) == 0.07   # a perturbation folder
     # cos-latitude weights: (1·cos 0 + 3·cos 60) / (cos 0 + cos 60) = 2.5 / 1.5; NaN ignored
     assert area_mean(np.array([1.0, 3.0, np.nan]), np.array([0.0, 60.0, 30.0])) == \
         pytest.approx(5.0 / 3.0)

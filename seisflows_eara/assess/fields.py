@@ -59,15 +59,16 @@ def relative_to_mean(values: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 
 def derived_field(name: str, model: Mapping[str, np.ndarray]) -> np.ndarray:
-    """`name` of DERIVED that needs no layer mean (vs, vp, xi), or a raw GLL field of `model`."""
+    """A raw field of `model` (a GLL file of that name: it wins, so a folder of perturbations
+    holding 'vs' is shown as it is), else `name` of DERIVED that needs no layer mean (vs, vp, xi)."""
+    if name in model:
+        return np.asarray(model[name], float)
     if name == "vs":
         return vs_voigt(model["vsv"], model["vsh"])
     if name == "vp":
         return vp_voigt(model["vpv"], model["vph"])
     if name == "xi":
         return radial_anisotropy(model["vsv"], model["vsh"])
-    if name in model:
-        return np.asarray(model[name], float)
     raise KeyError(f"field {name!r}: not in the model (has {sorted(model)}) and not one of "
                    f"{list(DERIVED)}")
 

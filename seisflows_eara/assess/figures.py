@@ -158,7 +158,7 @@ def waveform_comparison(times: np.ndarray, observed: np.ndarray, synthetics: dic
                         transform=ax.get_xaxis_transform(), va="top")
         ax.set_ylabel(f"{comp} (norm.)")
         ax.set_xlim(times[0], times[-1])
-    axes[0].legend(loc="upper right", fontsize=8, ncol=len(synthetics) + 1)
+    axes[0].legend(loc="lower left", fontsize=8, ncol=len(synthetics) + 1)
     axes[0].set_title(title)
     axes[-1].set_xlabel("time after centroid (s)")
     fig.tight_layout()

@@ -445,6 +445,7 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="great-circle section end points (default: west-east through the centre)")
     a.add_argument("--perturbation", action="store_true",
                    help="the folder holds δln fields (a direction, a PSF input)")
+    a.add_argument("--title", help="figure title (default: the model folder's name)")
     a.add_argument("--output", required=True, help="figure file; the section goes to <stem>_section")
     a = sub.add_parser("psf", help="point-spread-function input and responses (Fig. 9)")
     _psf_common(a)
@@ -494,7 +495,7 @@ def _run(a: argparse.Namespace) -> int:
             done = ", ".join(paths)
         elif cmd == "model":
             plot_model(a.model_dir, a.mesh, a.output, _csv(a.fields), _csv(a.depths, float),
-                       a.section, a.perturbation, a.config)
+                       a.section, a.perturbation, a.config, title=a.title)
             done = a.output
         else:
             pert = a.perturbation
