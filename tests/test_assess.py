@@ -379,8 +379,9 @@ def test_plot_waveforms_from_a_workdir_through_the_cli(tmp_path):
     shutil.copy(GRC / "STATIONS", w / "specfem_data" / "STATIONS")
     shutil.copy(GRC / "CMTSOLUTION", w / "specfem_data" / f"CMTSOLUTION_{ev}")
     shutil.copytree(GRC / "REF_SEIS", w / "data" / ev)
-    shutil.copytree(GRC / "tiny_1d", w / "scratch" / "traces" / "stage1" / "source01" / "forward" / ev / "syn")
-    shutil.copytree(GRC / "REF_SEIS", w / "scratch" / "traces" / "stage1" / "final" / "final_forward" / ev / "syn")
+    traces = w / "scratch" / "traces" / "stage1"
+    shutil.copytree(GRC / "tiny_1d", traces / "source01" / "forward" / ev / "syn")
+    shutil.copytree(GRC / "REF_SEIS", traces / "final" / "final_forward" / ev / "syn")
     (w / "parameters.yaml").write_text(yaml.safe_dump({**params.defaults(), "path_data": "data"}))
     files = plot.resolve_workdir(str(w), ev)
     assert files["initial"].endswith("source01/forward/200801060514A/syn")

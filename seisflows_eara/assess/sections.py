@@ -288,7 +288,8 @@ def cross_section(interp: GllInterpolator, fields: Mapping[str, np.ndarray], pat
     return {k: v.reshape(depths_km.size, -1) for k, v in interp(fields, xyz).items()}
 
 
-def default_section(extent: Extent, fraction: float = DEFAULT_SECTION_FRACTION) -> tuple[float, float, float, float]:
+def default_section(extent: Extent, fraction: float = DEFAULT_SECTION_FRACTION
+                    ) -> tuple[float, float, float, float]:
     """End points of a west-east section through the centre of the mesh spanning `fraction` of
     its surface width (a region-agnostic default for `plot model`)."""
     half = fraction * min(extent.lon_centre - extent.lon_min, extent.lon_max - extent.lon_centre)
