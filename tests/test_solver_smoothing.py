@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_fixture
+from test_kernels import _specfem_smooth_at
 from seisflows_eara.kernels.smoothing import TRUNCATE_FLOAT32, smooth_mesh
 from seisflows_eara.model import read_mesh
 from seisflows_eara.model.gll import read_gll
@@ -85,7 +86,10 @@ def test_smooth_names_the_missing_output(tmp_path):
 @pytest.mark.skipif(not SPECFEM_BIN, reason="SPECFEM_BIN not set")
 def test_real_xsmooth_sem_through_the_plugin_equals_python(tmp_path, tiny_databases):
     """xsmooth_sem 20 10 on the real betav kernel of the tiny run, through EaraGlobe.smooth, vs
-    smooth_mesh with SPECFEM's float32 truncation: within SPECFEM's float32 arithmetic."""
+    smooth_mesh with SPECFEM's float32 truncation: max difference 2.2e-3 of max|K̃| (99 % of
+    points below 1.3e-4), all of it SPECFEM's float32 arithmetic (θ = acos of a float32 cosine,
+    worse relative to a 20 km than to a 50 km width): a float32 transcription of smooth_sem
+    reproduces SPECFEM at the worst points to 2e-7 (measured, 18 min on a loaded core)."""
     s, run = _solver(tmp_path / "work", Path(SPECFEM_BIN),
                      mpiexec="mpirun --allow-run-as-root --oversubscribe", nproc=1)
     (run / "DATABASES_MPI").symlink_to(tiny_databases)
@@ -95,4 +99,7 @@ def test_real_xsmooth_sem_through_the_plugin_equals_python(tmp_path, tiny_databa
     mesh = read_mesh(tiny_databases / "proc000000_reg1_solver_data.bin")
     theirs = s.smooth({"betav": k}, 20.0, 10.0, sizes=mesh.sizes)["betav"]
     ours = smooth_mesh({"k": k}, mesh, 20.0, 10.0, truncate=TRUNCATE_FLOAT32)["k"]
-    assert np.abs(ours - theirs).max() < 1e-3 * np.abs(theirs).max()
+    diff, scale = np.abs(ours - theirs), np.abs(theirs).max()
+    assert diff.max() < 5e-3 * scale and np.percentile(diff, 99) < 5e-4 * scale
+    for p in np.argsort(-diff)[:3]:
+        assert _specfem_smooth_at(mesh, k, p, 20.0, 10.0) == pytest.approx(theirs[p], rel=1e-5)
