@@ -32,9 +32,12 @@ INTERP_MARGIN = 2
 BATCH_SAMPLES = 1 << 21
 
 
-def _extended(prepared: PreparedEvent, by_station: dict, margin: int, stations: list[int]
-              ) -> dict[tuple[int, str], np.ndarray]:
-    """processed_extended for the station indices `stations` (synthetics grouped by station)."""
+def _extended(prepared: PreparedEvent, by_station: dict, margin: int, stations: list[int],
+              windows_only: bool = False) -> dict[tuple[int, str], np.ndarray]:
+    """processed_extended for the station indices `stations` (synthetics grouped by station).
+    `windows_only`: interpolate onto the extended axis only from the first window start to the
+    last window end (+ 2·margin) of each station and band — the samples the correlations read;
+    the interpolation is pointwise, so those samples are the same — and leave the rest zero."""
     p = prepared
     v = p.cfg.values
     streams, subs, spans = {}, {}, {}
@@ -58,20 +61,31 @@ def _extended(prepared: PreparedEvent, by_station: dict, margin: int, stations: 
         streams[k], spans[k] = s, (lo, hi, n_ext)
         subs[k] = TimeAxis(start + lo * axis.dt, axis.dt, hi - lo, axis.reference)
     bands: dict[int, set[str]] = {}
+    reach: dict[tuple[int, str], tuple[int, int]] = {}
     for d in p.windows:
         bands.setdefault(d.station, set()).add(d.window.band)
+        a, b = reach.get((d.station, d.window.band), (d.i0, d.i1 + 2 * margin))
+        reach[(d.station, d.window.band)] = (min(a, d.i0), max(b, d.i1 + 2 * margin))
     out = {}
     for band in ("body", "surface"):
         ks = [k for k in stations if band in bands.get(k, ())]
-        live = [k for k in ks if spans[k][1] > spans[k][0]]
-        arrays = filter_and_resample_many([streams[k] for k in live], p.cfg.band(band),
-                                          [subs[k] for k in live], v["filter_corners"])
+        cut = {}
+        for k in ks:
+            lo, hi, _ = spans[k]
+            if windows_only:
+                lo, hi = max(lo, reach[(k, band)][0]), min(hi, reach[(k, band)][1])
+            cut[k] = (lo, hi)
+        live = [k for k in ks if cut[k][1] > cut[k][0]]
+        axes = [subs[k] if cut[k] == spans[k][:2] else
+                TimeAxis(subs[k].starttime + (cut[k][0] - spans[k][0]) * subs[k].dt, subs[k].dt,
+                         cut[k][1] - cut[k][0], subs[k].reference) for k in live]
+        arrays = filter_and_resample_many([streams[k] for k in live], p.cfg.band(band), axes,
+                                          v["filter_corners"])
         done = dict(zip(live, arrays))
         for k in ks:
-            lo, hi, n_ext = spans[k]
-            arr = np.zeros((3, n_ext))
+            arr = np.zeros((3, spans[k][2]))
             if k in done:
-                arr[:, lo:hi] = done[k]
+                arr[:, cut[k][0]:cut[k][1]] = done[k]
             out[(k, band)] = arr
     return out
 
@@ -148,8 +162,8 @@ class ExtrapolatedMisfit:
         ext0: dict = {}
         ext1: dict = {}
         for ks in _station_blocks(p):     # a block of stations at a time: bounded memory
-            b0 = _extended(p, by0, m, ks)
-            b1 = _extended(p, by1, m, ks)
+            b0 = _extended(p, by0, m, ks, windows_only=not keep)
+            b1 = _extended(p, by1, m, ks, windows_only=not keep)
             for key in b0:
                 a0, a1 = b0[key], b1[key]
                 for i in where.get(key, ()):
