@@ -99,7 +99,8 @@ def main() -> None:
     t = time.perf_counter()
     ls = bayesian_line_search(em, v["source_step_bounds"], v["source_time_shift_bounds"],
                               v["source_bo_initial_points"], v["source_bo_iterations"],
-                              v["source_bo_seed"], start.event_name)
+                              v["source_bo_seed"], start.event_name,
+                              v["source_bo_refinements"])
     t_ls = time.perf_counter() - t
     # baseline: the measurement core on the combined synthetics of one point
     x, y = pts[0]

@@ -123,6 +123,7 @@ def test_an_event_without_observed_data_fails_alone_and_resumes(tmp_path):
     world = tw.world.__wrapped__(_Factory(tmp_path))
     obs2 = tmp_path / "held_back"
     shutil.move(world["obs"] / "EV2", obs2)
+    (tmp_path / "run").mkdir()
     work = tw._project(world, tmp_path / "run", 0, 1)
     p = tw._seisflows(["submit"], work, check=False)
     assert p.returncode != 0

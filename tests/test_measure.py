@@ -234,6 +234,34 @@ def test_processing_equals_a_direct_obspy_chain(darfield):
         assert np.allclose(mine[i], ref, rtol=0, atol=1e-6 * np.abs(ref).max())
 
 
+def test_vectorized_interpolation_equals_obspy_per_trace(darfield):
+    """weighted_average_slopes_rows against obspy's weighted_average_slopes trace by trace: real
+    records and white noise (sign changes at most samples), starts on and off the old grid, a
+    new axis ending exactly at the last old sample, one of a single sample; an all-zero row gives
+    zeros where obspy gives NaN."""
+    from obspy.signal.interpolation import weighted_average_slopes
+    from seisflows_eara.processing.chain import weighted_average_slopes_rows
+    ev, sta, obs, inv, syn, m = darfield
+    rng = np.random.default_rng(3)
+    n = 400
+    data = np.vstack([np.asarray(tr.data[:n], float) for tr in obs[:3]]
+                     + [rng.standard_normal(n), np.zeros(n)])
+    old_dt, t0 = 0.5, 1.3e9 + 0.25
+    starts = t0 + np.array([0.0, 0.05, 3.7, 12.0, 0.0])
+    new_dt = 0.1
+    npts = np.array([1996, 11, 1, int(round((t0 + (n - 1) * old_dt - starts[3]) / new_dt)) + 1, 500])
+    ys = weighted_average_slopes_rows(data, np.full(5, t0), old_dt, starts, new_dt, npts)
+    for r in range(4):
+        ref = weighted_average_slopes(data[r], t0, old_dt, starts[r], new_dt, int(npts[r]))
+        np.testing.assert_array_equal(ys[r], ref)           # the same arithmetic
+    with np.errstate(invalid="ignore", divide="ignore"):    # obspy's NaN for an all-zero row
+        ref = weighted_average_slopes(data[4], t0, old_dt, starts[4], new_dt, 500)
+    assert np.isnan(ref).any() and not np.any(ys[4])
+    with pytest.raises(ValueError, match="XX.STA..BHZ: the new axis"):
+        weighted_average_slopes_rows(data[:1], np.full(1, t0), old_dt, starts[:1] - 1.0, new_dt,
+                                     npts[:1], ["XX.STA..BHZ"])
+
+
 def test_cross_correlation_lag_sign_and_subsample():
     t = np.arange(2000) * 0.1
     s = np.exp(-((t - 80) / 5) ** 2)

@@ -311,12 +311,12 @@ def test_source_inversion_greece_large_rotation(provider, tmp_path):
 
 def test_extrapolated_misfit_when_records_end_at_the_measurement_axis(provider, darfield):
     """Observed as long as the synthetics: the measurement axis is the whole synthetic record, so
-    the core cannot delay the raw trace (obspy refuses to extrapolate); the eq. (B3) misfit is
+    the core cannot delay the raw trace (no extrapolation); the eq. (B3) misfit is
     still defined (the processed record is zero beyond its ends) and matches at Δ = 0."""
     setup = Setup(provider, darfield, _ring(darfield, (20.0,), 90))
     syn = setup.forward(darfield)
     m = setup.measure(darfield, syn)
-    with pytest.raises(ValueError, match="fully contained"):
+    with pytest.raises(ValueError, match="not inside the record"):
         m.prepared.misfit(syn, time_shift=3.0)
     em = ExtrapolatedMisfit(m.prepared, syn, syn, 0.01, (-5.0, 5.0))
     assert em(0.03, 0.0) == pytest.approx(m.misfit, abs=1e-12)

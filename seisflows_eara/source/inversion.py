@@ -93,7 +93,8 @@ def line_search_update(event: str, prepared: PreparedEvent, s0: Stream, s_eps: S
         misfit = ExtrapolatedMisfit(prepared, s0, s_eps, eps, tuple(values["source_time_shift_bounds"]))
         ls = bayesian_line_search(misfit, bounds, tuple(values["source_time_shift_bounds"]),
                                   values["source_bo_initial_points"], values["source_bo_iterations"],
-                                  values["source_bo_seed"], event)
+                                  values["source_bo_seed"], event,
+                                  values["source_bo_refinements"])
         new = extrapolate_source(source, trial, ls.alpha / eps, ls.origin_time_change).rounded() \
             if ls.accepted else source
     except Exception as e:   # one event's failure must not stop the others

@@ -3,7 +3,9 @@
 The misfit χ(α, Δ = t' − t0) of the extrapolated synthetics is cheap (fastmisfit.ExtrapolatedMisfit);
 its minimum is found with bayesian-optimization (`bayes_opt` 3.x, the maintained BO library): a
 Gaussian process (Matérn 5/2, normalized targets) with the library's default acquisition, over the
-unit square mapped onto the bounds (α and Δ have unrelated scales, the kernel is isotropic). The
+unit square mapped onto the bounds (α and Δ have unrelated scales, the kernel is isotropic);
+the acquisition's maximum is sought on 10 000 random samples refined by `refinements` L-BFGS-B runs
+(bayes_opt's n_smart). The
 current source (α = 0, Δ = 0) is registered first, then `initial_points` random points and
 `iterations` BO steps (EARA: 9 + 20) are evaluated. The best evaluated point is returned; it is
 accepted only when its misfit is below the current one (never an increase).
@@ -40,12 +42,19 @@ class LineSearchResult:
 
 def bayesian_line_search(misfit: Callable[[float, float], float], step_bounds: tuple[float, float],
                          shift_bounds: tuple[float, float], initial_points: int, iterations: int,
-                         seed: int, event: str = "") -> LineSearchResult:
+                         seed: int, event: str = "", refinements: int = 2) -> LineSearchResult:
     """Minimize `misfit(α, Δ)` over α ∈ step_bounds, Δ ∈ shift_bounds (s) by Bayesian optimization.
 
     Raises SourceLineSearchError naming `event` when the current misfit or an evaluation is not
     finite or the optimizer fails."""
     from bayes_opt import BayesianOptimization
+    from bayes_opt.acquisition import UpperConfidenceBound
+
+    class _Acquisition(UpperConfidenceBound):   # the library's default acquisition, n_smart set
+        def suggest(self, gp, target_space, n_random=10_000, n_smart=10, fit_gp=True,
+                    random_state=None):
+            return super().suggest(gp, target_space, n_random, int(refinements), fit_gp,
+                                   random_state)
 
     name = f"event {event}" if event else "source line search"
     a_lo, a_hi = (float(x) for x in step_bounds)
@@ -78,6 +87,7 @@ def bayesian_line_search(misfit: Callable[[float, float], float], step_bounds: t
 
     try:
         opt = BayesianOptimization(f=target, pbounds={"x": (0.0, 1.0), "y": (0.0, 1.0)},
+                                   acquisition_function=_Acquisition(kappa=2.576),
                                    random_state=int(seed), verbose=0, allow_duplicate_points=True)
         if a_lo == 0.0:     # the current source is a point of the search space
             opt.register(params={"x": 0.0, "y": -t_lo / (t_hi - t_lo)}, target=-1.0)
