@@ -242,9 +242,13 @@ def weighted_average_slopes_rows(data: np.ndarray, old_starts: np.ndarray, old_d
     slope[:, 1:-1] = (w[:, :-1] * m[:, :-1] + w[:, 1:] * m[:, 1:]) / (w[:, :-1] + w[:, 1:])
     slope[:, 1:-1][np.diff(np.sign(m), axis=1).astype(bool)] = 0.0
     out = []
+    base = np.arange(int(new_npts.max(initial=0)), dtype=np.float64)
+    steps = (new_ends - new_starts) / np.maximum(new_npts - 1, 1)
     for r in range(n):      # obspy's own C Hermite routine, row by row (no Python per sample)
         k = int(new_npts[r])
-        x = np.linspace(new_starts[r], new_ends[r], k)
+        x = base[:k] * steps[r] + new_starts[r]     # numpy.linspace(start, end, k), as obspy
+        if k > 1:
+            x[-1] = new_ends[r]
         y = np.empty(k)
         if k:
             clibsignal.hermite_interpolation(data[r], slope[r], x, y, npts, k, old_dt,

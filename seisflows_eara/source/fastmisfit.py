@@ -33,11 +33,12 @@ BATCH_SAMPLES = 1 << 21
 
 
 def _extended(prepared: PreparedEvent, by_station: dict, margin: int, stations: list[int],
-              windows_only: bool = False) -> dict[tuple[int, str], np.ndarray]:
-    """processed_extended for the station indices `stations` (synthetics grouped by station).
-    `windows_only`: interpolate onto the extended axis only from the first window start to the
-    last window end (+ 2·margin) of each station and band — the samples the correlations read;
-    the interpolation is pointwise, so those samples are the same — and leave the rest zero."""
+              windows_only: bool = False) -> dict[tuple[int, str], tuple[int, np.ndarray]]:
+    """processed_extended for the station indices `stations` (synthetics grouped by station), as
+    (offset, array): the array holds samples offset … offset + its length of the extended axis.
+    Without `windows_only` the offset is 0 and the array the whole axis. `windows_only`: only the
+    samples from the first window start to the last window end (+ 2·margin) of each station and
+    band — those the correlations read; the interpolation is pointwise, so they are the same."""
     p = prepared
     v = p.cfg.values
     streams, subs, spans = {}, {}, {}
@@ -83,10 +84,12 @@ def _extended(prepared: PreparedEvent, by_station: dict, margin: int, stations: 
                                           v["filter_corners"])
         done = dict(zip(live, arrays))
         for k in ks:
-            arr = np.zeros((3, spans[k][2]))
+            r0, r1 = (max(0, reach[(k, band)][0]), min(spans[k][2], reach[(k, band)][1])) \
+                if windows_only else (0, spans[k][2])
+            arr = np.zeros((3, r1 - r0))
             if k in done:
-                arr[:, cut[k][0]:cut[k][1]] = done[k]
-            out[(k, band)] = arr
+                arr[:, cut[k][0] - r0:cut[k][1] - r0] = done[k]
+            out[(k, band)] = (r0, arr)
     return out
 
 
@@ -110,7 +113,8 @@ def processed_extended(prepared: PreparedEvent, synthetics: Stream, margin: int
     by_station = _group(synthetics)
     out = {}
     for ks in _station_blocks(prepared):
-        out.update(_extended(prepared, by_station, margin, ks))
+        out.update({key: arr for key, (_, arr) in _extended(prepared, by_station, margin,
+                                                             ks).items()})
     return out
 
 
@@ -165,16 +169,16 @@ class ExtrapolatedMisfit:
             b0 = _extended(p, by0, m, ks, windows_only=not keep)
             b1 = _extended(p, by1, m, ks, windows_only=not keep)
             for key in b0:
-                a0, a1 = b0[key], b1[key]
+                (off, a0), (_, a1) = b0[key], b1[key]
                 for i in where.get(key, ()):
                     d = p.windows[i]
                     c = "ZRT".index(d.window.component)
-                    e0 = a0[c, d.i0:d.i1 + 2 * m].copy()
+                    e0 = a0[c, d.i0 - off:d.i1 + 2 * m - off].copy()
                     self._e0[i] = e0
-                    self._d[i] = a1[c, d.i0:d.i1 + 2 * m] - e0
+                    self._d[i] = a1[c, d.i0 - off:d.i1 + 2 * m - off] - e0
             if keep:
-                ext0.update(b0)
-                ext1.update(b1)
+                ext0.update({key: arr for key, (_, arr) in b0.items()})
+                ext1.update({key: arr for key, (_, arr) in b1.items()})
         self._ext0, self._ext1 = ext0, ext1
         self._correlate()
         self._e0, self._d = [], []
