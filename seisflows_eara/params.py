@@ -205,6 +205,11 @@ PARAMETERS: tuple[Param, ...] = (
     Param("events_per_job", 4, "count",
           "Events bundled in one scheduler job (SPECFEM NUMBER_OF_SIMULTANEOUS_RUNS or job steps)",
           "solver", _num(1, None, integer=True)),
+    Param("bundle_launch", "job_steps", "name",
+          "How a bundle's events run: job_steps (one MPI launch per event, nproc ranks each) or "
+          "simultaneous_runs (ONE SPECFEM launch of nproc x events_per_job ranks with "
+          "NUMBER_OF_SIMULTANEOUS_RUNS, directories run0001... linked to the events'; also on a "
+          "workstation)", "solver", _choice("job_steps", "simultaneous_runs")),
     # ---- system: Slurm site, bundling, retries (SPEC §8); cost estimate (`seisflows-eara estimate`) ----
     # (the master job's walltime is SeisFlows' `walltime`, concurrent tasks its `ntask_max`)
     Param("slurm_site", "generic", "name",

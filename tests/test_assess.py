@@ -13,7 +13,6 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
-import obspy
 import pandas as pd
 import pytest
 import yaml
@@ -28,9 +27,9 @@ from seisflows_eara.assess.sections import (GllInterpolator, depth_slice, geogra
                                             great_circle, map_grid)
 from seisflows_eara.cli import main
 from seisflows_eara.commands import plot
-from seisflows_eara.commands.demo import category_misfits
+from seisflows_eara.commands.demo import category_misfits, load_kbl_pair
 from seisflows_eara.io.specfem_traces import read_synthetics
-from seisflows_eara.io.stations import Station, read_stations
+from seisflows_eara.io.stations import read_stations
 from seisflows_eara.kernels import geographic_to_xyz
 from seisflows_eara.kernels.damping import geocentric_latitude
 from seisflows_eara.measure import Config, event_from_file, measure_event
@@ -90,14 +89,7 @@ def _tables() -> dict[int, pd.DataFrame]:
     obs = read_synthetics(str(GRC / "REF_SEIS"), ev.time)
     syn = read_synthetics(str(GRC / "tiny_1d"), ev.time)
     by = {s.code: obs.select(network=s.network, station=s.station) for s in sta}
-    evd = event_from_file(str(DARF / "C201009031635A.xml"))
-    obs_d = obspy.read(str(DARF / "IU.KBL.obs.mseed"))
-    inv = obspy.read_inventory(str(DARF / "IU.KBL.xml"))
-    syn_d = obspy.read(str(DARF / "IU.KBL.syn.mseed"))
-    for tr in syn_d:
-        tr.stats.location = ""
-    ch = inv[0][0]
-    kbl = [Station("IU", "KBL", ch.latitude, ch.longitude, ch.elevation)]
+    evd, kbl, obs_d, inv, syn_d = load_kbl_pair(DARF)
     out = {}
     for s in range(1, params.stage_count(v) + 1):
         a = measure_event(ev, sta, by, syn, Config(v, s), observed_processed=True).table

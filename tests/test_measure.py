@@ -13,6 +13,7 @@ import pytest
 from obspy.taup import TauPyModel
 
 from seisflows_eara import params
+from seisflows_eara.commands.demo import load_kbl_pair
 from seisflows_eara.io.specfem_traces import read_synthetics
 from seisflows_eara.io.stations import Station, read_stations
 from seisflows_eara.measure import COLUMNS, Config, event_from_file, measure_event
@@ -32,14 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def darfield():
-    ev = event_from_file(str(DARF / "C201009031635A.xml"))
-    obs = obspy.read(str(DARF / "IU.KBL.obs.mseed"))
-    inv = obspy.read_inventory(str(DARF / "IU.KBL.xml"))
-    syn = obspy.read(str(DARF / "IU.KBL.syn.mseed"))
-    for tr in syn:
-        tr.stats.location = ""
-    ch = inv[0][0]
-    sta = [Station("IU", "KBL", ch.latitude, ch.longitude)]
+    ev, sta, obs, inv, syn = load_kbl_pair(DARF)
     m = measure_event(ev, sta, {"IU.KBL": obs}, syn, Config(params.defaults(), 1), inventory=inv)
     return ev, sta, obs, inv, syn, m
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import lzma
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -239,6 +240,29 @@ def test_inversion_through_seisflows_submit(world, reference_run):
     r = np.corrcoef(dv, world["gauss"])[0, 1]
     inside, outside = dv[world["gauss"] > 0.5].mean(), dv[world["gauss"] < 0.05].mean()
     assert r > 0.05 and inside > 0.002 and inside > 5 * abs(outside), (r, inside, outside)
+
+
+def test_simultaneous_runs_end_like_separate_launches(world, reference_run, tmp_path):
+    """bundle_launch = simultaneous_runs, 2 events per bundle: every solver launch is ONE run of
+    both events (NUMBER_OF_SIMULTANEOUS_RUNS = 2, run0001/run0002 linked to the events'
+    directories, run0001's Par_file read), the meshers per event; the result is bit for bit the
+    one of separate launches and each event's Par_file is left with NUMBER_OF_SIMULTANEOUS_RUNS = 1."""
+    work = _project(world, tmp_path, 1, 2)
+    par = yaml.safe_load((work / "parameters.yaml").read_text())
+    par.update(bundle_launch="simultaneous_runs", events_per_job=2)
+    (work / "parameters.yaml").write_text(yaml.safe_dump(par, sort_keys=False))
+    _seisflows(["submit"], work)
+    _assert_same_as(work, reference_run)
+    log = (work / "sflog.txt").read_text()
+    joint = log.count("events EV1, EV2 (one run, NUMBER_OF_SIMULTANEOUS_RUNS = 2)")
+    assert joint == 10, joint                # 7 forwards, 2 kernels, 1 source adjoint
+    assert log.count("EV1: ./bin/xspecfem3D") == 0 and log.count("EV1: ./bin/xmeshfem3D") == 5
+    launch = work / "scratch" / "solver" / "_simultaneous_runs"
+    assert (launch / "run0001").resolve() == (work / "scratch" / "solver" / "EV1").resolve()
+    assert (launch / "simultaneous_launches.log").read_text() == "xspecfem3D 2\n"  # the last one
+    for ev in TRUE_EVENTS:
+        text = (work / "scratch" / "solver" / ev / "DATA" / "Par_file").read_text()
+        assert re.search(r"^NUMBER_OF_SIMULTANEOUS_RUNS\s*=\s*1\s*$", text, re.M), ev
 
 
 @pytest.mark.parametrize("kill_at, done, pending", [

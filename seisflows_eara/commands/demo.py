@@ -73,17 +73,22 @@ class Progress:
 
 
 # ------------------------------------------------------------------------------ 1. measurement
-def _darfield(data: Path, values: dict, out: Path, say: Progress) -> dict[int, pd.DataFrame]:
-    from seisflows_eara.assess.figures import waveform_comparison
-    d = data / "pytomo3d_darfield"
-    ev = event_from_file(str(d / "C201009031635A.xml"))
-    obs = obspy.read(str(d / "IU.KBL.obs.mseed"))
-    inv = obspy.read_inventory(str(d / "IU.KBL.xml"))
-    syn = obspy.read(str(d / "IU.KBL.syn.mseed"))
+def load_kbl_pair(folder: Path):
+    """The real IU.KBL record of the 2010 Darfield event (shipped in tests/data/pytomo3d_darfield):
+    (event, [station], raw observed, StationXML inventory, SPECFEM synthetic)."""
+    ev = event_from_file(str(folder / "C201009031635A.xml"))
+    obs = obspy.read(str(folder / "IU.KBL.obs.mseed"))
+    inv = obspy.read_inventory(str(folder / "IU.KBL.xml"))
+    syn = obspy.read(str(folder / "IU.KBL.syn.mseed"))
     for tr in syn:
         tr.stats.location = ""
     ch = inv[0][0]
-    sta = [Station("IU", "KBL", ch.latitude, ch.longitude, ch.elevation)]
+    return ev, [Station("IU", "KBL", ch.latitude, ch.longitude, ch.elevation)], obs, inv, syn
+
+
+def _darfield(data: Path, values: dict, out: Path, say: Progress) -> dict[int, pd.DataFrame]:
+    from seisflows_eara.assess.figures import waveform_comparison
+    ev, sta, obs, inv, syn = load_kbl_pair(data / "pytomo3d_darfield")
     tables = {}
     for stage in range(1, params.stage_count(values) + 1):
         m = measure_event(ev, sta, {"IU.KBL": obs}, syn, Config(values, stage), inventory=inv,

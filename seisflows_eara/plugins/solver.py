@@ -12,6 +12,13 @@ Per event, in the event's working directory scratch/solver/<event>/ (set up by S
   smooth(fields, σh, σv)       SPECFEM's xsmooth_sem on GLL fields, in the main solver directory
                                (smoothing_program = xsmooth_sem)
 
+bundle_launch = simultaneous_runs: the workflow runs a bundle's events in threads of one task
+(`for_event`) with a `gang` (seisflows_eara.system.gang); each solver launch waits for the others
+and `launch_simultaneous` starts ONE SPECFEM run with NUMBER_OF_SIMULTANEOUS_RUNS = the events
+waiting, from scratch/solver/_simultaneous_runs/ whose run0001, run0002, ... link to the events'
+directories (SPECFEM prefixes DATA/CMTSOLUTION, STATIONS, SEM, OUTPUT_FILES and LOCAL_PATH with
+them and reads run0001/DATA/Par_file). The mesher still runs per event.
+
 A failing binary raises SolverError naming the event, command and log (2.3.1 called sys.exit,
 which kills the whole task without a trace of which event failed). SPECFEM builds that compile the
 Par_file into the solver (v7.0.x) need one binary per simulation type: `specfem_solver_binaries`.
@@ -24,6 +31,8 @@ import os
 import shlex
 import shutil
 import subprocess
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -41,6 +50,10 @@ GLL_DIR = os.path.join("DATA", "GLL")                 # SPECFEM3D_GLOBE PATHNAME
 MODEL_STAMP = os.path.join(GLL_DIR, "model_id.txt")   # which model DATA/GLL holds
 MESH_STAMP = "meshed_model_id.txt"                     # in LOCAL_PATH: which model was meshed
 FRECHET = os.path.join("OUTPUT_FILES", "src_frechet.000001")
+SIMULTANEOUS_DIR = "_simultaneous_runs"               # launch directory, under scratch/solver
+
+#: the event a thread works on (bundled events run in threads of one task)
+_thread = threading.local()
 
 
 class SolverError(RuntimeError):
@@ -65,6 +78,25 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
         self._required_binaries = sorted({self.specfem_mesher_binary, *self.specfem_solver_binaries}
                                          | ({self.specfem_smooth_binary}
                                             if self.smoothing_program == "xsmooth_sem" else set()))
+        #: set by the workflow while a bundle's events run together (bundle_launch)
+        self.gang = None
+
+    # ------------------------------------------------------------------ which event
+    @property
+    def source_name(self) -> str:
+        """The event of this thread (bundled events) or of this task (SEISFLOWS_TASKID)."""
+        event = getattr(_thread, "event", None)
+        return event if event is not None else super().source_name
+
+    @contextmanager
+    def for_event(self, event: str):
+        """Within the block, this thread works on `event` (source_name, cwd)."""
+        before = getattr(_thread, "event", None)
+        _thread.event = event
+        try:
+            yield
+        finally:
+            _thread.event = before
 
     def check(self) -> None:
         self._check_eara()
@@ -201,16 +233,24 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
     def _run(self, binary: str, log: str, args: list[str] | None = None,
              cwd: str | None = None) -> None:
         """Run bin/<binary> [args] (under `mpiexec -n nproc` when set) in the event's directory
-        (or `cwd`)."""
-        who = f"event {self.source_name}" if cwd is None else os.path.basename(cwd)
-        cwd = cwd or self.cwd
-        exe = os.path.join("bin", binary)
+        (or `cwd`); a solver binary of bundled events waits for the gang's common launch."""
+        if self.gang is not None and cwd is None and binary in self.specfem_solver_binaries:
+            self.gang.run(self.source_name, binary, (self.cwd, log))
+            return
+        if cwd is None:
+            self._ensure_single_run()
+        self._launch(binary, log, args, cwd or self.cwd, f"event {self.source_name}"
+                     if cwd is None else os.path.basename(cwd), self.nproc)
+
+    def _launch(self, binary: str, log: str, args: list[str] | None, cwd: str, who: str,
+                ranks: int, exe_dir: str | None = None) -> None:
+        exe = os.path.join(exe_dir, "bin", binary) if exe_dir else os.path.join("bin", binary)
         if not os.path.exists(os.path.join(cwd, exe)):
             raise SolverError(f"{who}: executable {exe} not found in "
                               f"{cwd} (copied from path_specfem_bin at setup)")
-        cmd = " ".join([f"./{exe}", *(shlex.quote(a) for a in args or [])])
+        cmd = " ".join([exe if exe_dir else f"./{exe}", *(shlex.quote(a) for a in args or [])])
         if self._mpiexec:
-            cmd = f"{self._mpiexec} -n {self.nproc} {cmd}"
+            cmd = f"{self._mpiexec} -n {ranks} {cmd}"
         logger.debug(f"{who}: {cmd}")
         with open(os.path.join(cwd, log), "w") as f:
             rc = subprocess.run(cmd, shell=True, cwd=cwd, stdout=f, stderr=subprocess.STDOUT
@@ -220,6 +260,59 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
                 tail = "".join(f.readlines()[-5:])
             raise SolverError(f"{who}: `{cmd}` exited with {rc}; log "
                               f"{os.path.join(cwd, log)} ends with:\n{tail}")
+
+    def _ensure_single_run(self) -> None:
+        """The event's Par_file says NUMBER_OF_SIMULTANEOUS_RUNS = 1 (a simultaneous launch
+        interrupted before it restored the value must not leak into a single run)."""
+        if not os.path.exists(os.path.join(self.cwd, "DATA", "Par_file")):
+            return
+        try:
+            value = self.par_value("NUMBER_OF_SIMULTANEOUS_RUNS").strip()
+        except (KeyError, ValueError):      # a Par_file without the key: one run
+            return
+        if value != "1":
+            self._set_par(NUMBER_OF_SIMULTANEOUS_RUNS="1")
+
+    def launch_simultaneous(self, binary: str, members: dict[str, tuple[str, str]]
+                            ) -> dict[str, Exception | None]:
+        """ONE run of `binary` for the events of `members` ({event: (directory, log)}, in order)
+        with NUMBER_OF_SIMULTANEOUS_RUNS = len(members) and nproc × that many MPI ranks; each
+        event's log receives a copy of the run's. Returns {event: SolverError or None}."""
+        events = list(members)
+        if len(events) == 1:
+            cwd, log = members[events[0]]
+            try:
+                with self.for_event(events[0]):
+                    self._ensure_single_run()
+                self._launch(binary, log, None, cwd, f"event {events[0]}", self.nproc)
+            except SolverError as e:
+                return {events[0]: e}
+            return {events[0]: None}
+        launch = os.path.join(self.path.scratch, SIMULTANEOUS_DIR)
+        _fresh_dir(launch)
+        for k, event in enumerate(events, 1):
+            os.symlink(os.path.abspath(members[event][0]), os.path.join(launch, f"run{k:04d}"))
+        par = os.path.join(members[events[0]][0], "DATA", "Par_file")   # SPECFEM reads run0001's
+        who = f"events {', '.join(events)} (one run, NUMBER_OF_SIMULTANEOUS_RUNS = {len(events)})"
+        log = members[events[0]][1]
+        error = None
+        try:
+            setpar(key="NUMBER_OF_SIMULTANEOUS_RUNS", val=str(len(events)), file=par)
+            try:        # every event has its own mesh
+                setpar(key="BROADCAST_SAME_MESH_AND_MODEL", val=".false.", file=par)
+            except KeyError:
+                pass
+            self._launch(binary, log, None, launch, who, self.nproc * len(events),
+                         exe_dir=os.path.abspath(members[events[0]][0]))
+        except SolverError as e:
+            error = e
+        finally:
+            setpar(key="NUMBER_OF_SIMULTANEOUS_RUNS", val="1", file=par)
+        for event in events:
+            cwd, own = members[event]
+            if os.path.exists(os.path.join(launch, log)):
+                shutil.copyfile(os.path.join(launch, log), os.path.join(cwd, own))
+        return {event: error for event in events}
 
     # ------------------------------------------------------------------ SPECFEM's smoothing
     def smooth(self, fields: dict[str, np.ndarray], sigma_h_km: float, sigma_v_km: float,

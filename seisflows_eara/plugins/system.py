@@ -3,7 +3,9 @@
 SeisFlows' system contract on top of the science-free core seisflows_eara.system.slurm:
 `submit` (the master job), `run(funcs, single=False, **kwargs)` (every task id, or task 0 when
 `single`), `check` and `setup`. What SeisFlows 2.3.1's own Slurm system lacks and this one adds:
-several events per job (`events_per_job`, job steps of one allocation), per-task exit codes (a
+several events per job (`events_per_job`, job steps of one allocation; or, with bundle_launch =
+simultaneous_runs, one task per bundle with nproc x events_per_job ranks for ONE SPECFEM launch
+with NUMBER_OF_SIMULTANEOUS_RUNS), per-task exit codes (a
 failed task fails, whatever the job state), retries (`slurm_task_retries`) and a report by event
 name, job states from squeue (no accounting database needed), concurrency limited by dependency
 chains (`ntask_max` tasks at once) and its own runscript paths (the 2.3.1 wheel lacks `run`).
@@ -70,6 +72,10 @@ class EaraSlurm(EaraParameters, Slurm):
 
     @property
     def tasks_per_job(self) -> int:
+        """Tasks per Slurm job: events_per_job, or 1 when each task is already a bundle of events
+        launched together (bundle_launch = simultaneous_runs)."""
+        if self.eara["bundle_launch"] == "simultaneous_runs":
+            return 1
         return int(self.eara["events_per_job"])
 
     def check(self) -> None:
@@ -125,7 +131,8 @@ class EaraSlurm(EaraParameters, Slurm):
             task_type = STEP_TASK_TYPES.get(step, "serial")
         else:
             task_type = "forward"              # SeisFlows' own per-event tasks run the solver
-        ranks = int(self.nproc) if task_type in SOLVER_TYPES else 1
+        ranks = (int(self.nproc) if task_type in SOLVER_TYPES else 1) * \
+            int(getattr(funcs[0], "eara_ranks_factor", 1))       # bundled simultaneous runs
         ids = [0] if single else list(range(int(self.ntask)))
         names = dict(enumerate(getattr(funcs[0], "eara_task_names", None) or []))
         label = step or "_".join(f.__name__ for f in funcs)

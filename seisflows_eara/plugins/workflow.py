@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import traceback
 
 from seisflows import logger
@@ -71,15 +72,17 @@ class EaraInversion(EaraParameters, Inversion):
         """Run `task(step, **kwargs)` once per event through the system, skipping events whose
         marker exists; per-event failures are recorded and reported together, by event name.
         A system that honours task exit codes (eara_slurm) gets the exception re-raised, so the
-        task exits non-zero and is retried; the workstation system goes on with the next event."""
+        task exits non-zero and is retried; the workstation system goes on with the next event.
+        With bundle_launch = simultaneous_runs one system task runs `events_per_job` events, each
+        in a thread, and their solver launches start together (SPECFEM NUMBER_OF_SIMULTANEOUS_RUNS)."""
         markers = self.markers
         reraise = getattr(self.system, "honours_task_exit_codes", False)
+        events = list(self.solver.source_names)
 
-        def eara_event_task(**kw):
-            event = self.solver.source_name
+        def one_event(event: str, **kw) -> bool:
             if markers.done(step, event):
                 logger.info(f"{step.key}: {event} already finished, not repeated")
-                return
+                return True
             failed = os.path.join(markers.root, step.key, f"{event}.failed")
             try:
                 task(step, **kw)
@@ -88,15 +91,61 @@ class EaraInversion(EaraParameters, Inversion):
                 logger.critical(f"{step.key}: event {event} failed; traceback in {failed}")
                 if reraise:
                     raise
-                return
+                return False
             if os.path.exists(failed):
                 os.remove(failed)
             markers.mark(step, event)
+            return True
+
+        simultaneous = self.eara["bundle_launch"] == "simultaneous_runs"
+        if not simultaneous:
+            def eara_event_task(**kw):
+                one_event(self.solver.source_name, **kw)
+            names = events
+        else:
+            size = int(self.eara["events_per_job"])
+            bundles = [events[i:i + size] for i in range(0, len(events), size)]
+            names = ["+".join(b) for b in bundles]
+
+            def eara_event_task(**kw):
+                from seisflows.tools.config import get_task_id
+                from seisflows_eara.system.gang import Gang
+                members = [e for e in bundles[get_task_id()] if not markers.done(step, e)]
+                gang = Gang(members, self.solver.launch_simultaneous)
+                errors: dict[str, BaseException] = {}
+
+                def member(event: str) -> None:
+                    try:
+                        with self.solver.for_event(event):
+                            one_event(event, **kw)
+                    except BaseException as e:     # re-raised below (reraise systems)
+                        errors[event] = e
+                    finally:
+                        gang.leave(event)
+
+                self.solver.gang = gang
+                try:
+                    threads = [threading.Thread(target=member, args=(e,), name=e) for e in members]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                finally:
+                    self.solver.gang = None
+                if errors:
+                    raise EventTaskError(f"{step.key}: event(s) {', '.join(errors)} failed "
+                                         f"(bundle {'+'.join(bundles[get_task_id()])})")
 
         eara_event_task.eara_step = step.task                     # job type for the system
-        eara_event_task.eara_task_names = list(self.solver.source_names)   # task id -> event
-        self.system.run([eara_event_task], **kwargs)
-        missing = [e for e in self.solver.source_names if not markers.done(step, e)]
+        eara_event_task.eara_task_names = names                   # task id -> event(s)
+        eara_event_task.eara_ranks_factor = int(self.eara["events_per_job"]) if simultaneous else 1
+        ntask = self.system.ntask
+        self.system.ntask = len(names)
+        try:
+            self.system.run([eara_event_task], **kwargs)
+        finally:
+            self.system.ntask = ntask
+        missing = [e for e in events if not markers.done(step, e)]
         if missing:
             raise EventTaskError(
                 f"{step.key}: {len(missing)} event(s) did not finish: {', '.join(missing)}; see "

@@ -45,8 +45,12 @@ TUBE = 150.0       # km, Gaussian half-width of the sensitivity tube around the 
 RHO, ALPHA, BETA = 3300.0, 8000.0, 4500.0
 
 
+#: the Par_file every run reads: DATA/Par_file, or run0001/DATA/Par_file for simultaneous runs
+PAR_FILE = Path("DATA/Par_file")
+
+
 def par(key: str) -> str:
-    text = Path("DATA/Par_file").read_text()
+    text = PAR_FILE.read_text()
     m = re.search(rf"^{key}\s*=\s*([^#\n]*)", text, re.M)
     return m.group(1).strip() if m else ""
 
@@ -243,6 +247,35 @@ def kernels() -> None:
 
 
 def main() -> int:
+    """SPECFEM's layout for NUMBER_OF_SIMULTANEOUS_RUNS = N: no DATA/Par_file in the launch
+    directory, run0001/DATA/Par_file read by every run, each run in its run000k/ directory (here
+    one after the other); a Par_file with N > 1 in a single run stops without output, as SPECFEM
+    does when the MPI size is not a multiple of N."""
+    global PAR_FILE
+    launch = Path.cwd()
+    if Path("run0001/DATA/Par_file").exists():
+        if Path("DATA/Par_file").exists():
+            print("cannot have both DATA/Par_file and run0001/DATA/Par_file present")
+            return 0
+        PAR_FILE = launch / "run0001" / "DATA" / "Par_file"
+        n = int(par("NUMBER_OF_SIMULTANEOUS_RUNS"))
+        with open(launch / "simultaneous_launches.log", "a") as f:
+            f.write(f"{Path(sys.argv[0]).name} {n}\n")
+        rc = 0
+        for k in range(1, n + 1):
+            os.chdir(launch / f"run{k:04d}")
+            try:
+                rc = rc or one_run()
+            finally:
+                os.chdir(launch)
+        return rc
+    if (par("NUMBER_OF_SIMULTANEOUS_RUNS") or "1") != "1":
+        print("the number of MPI processes is not a multiple of NUMBER_OF_SIMULTANEOUS_RUNS")
+        return 0
+    return one_run()
+
+
+def one_run() -> int:
     exe = Path(sys.argv[0]).name
     fail = os.environ.get("STANDIN_FAIL_EVENT")
     if fail and fail in Path("DATA/CMTSOLUTION").read_text():
