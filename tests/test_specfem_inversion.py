@@ -231,7 +231,8 @@ def run(world, tmp_path_factory) -> dict:
         raise AssertionError(f"the first submit ran no simulation:\n{p.stdout[-3000:]}\n"
                              f"{p.stderr[-3000:]}")
     killed = _simulations(work)
-    _seisflows(["submit"], work, env={**ENV, "EARA_COUNT_FILE": str(work / "count_resume.txt")})
+    _seisflows(["submit"], work, env={**ENV, "EARA_COUNT_FILE": str(work / "count_resume.txt")},
+               timeout=6 * 3600)
     t2 = time.time()
     return dict(work=work, killed_rc=p.returncode, killed=killed,
                 wall_first_s=t1 - t0, wall_resume_s=t2 - t1)

@@ -153,9 +153,10 @@ def _project(world: dict, tmp: Path, source_iterations: int, structure_iteration
     return tmp
 
 
-def _seisflows(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True):
+def _seisflows(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True,
+               timeout: float = 1200):
     exe = str(Path(sys.executable).with_name("seisflows"))
-    p = subprocess.run([exe, *cmd], cwd=cwd, capture_output=True, text=True, timeout=1200,
+    p = subprocess.run([exe, *cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                        env={**os.environ, **(env or {})})
     if check and p.returncode != 0:
         log = (cwd / "sflog.txt").read_text()[-4000:] if (cwd / "sflog.txt").exists() else ""
