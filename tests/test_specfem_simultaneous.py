@@ -70,7 +70,7 @@ def test_simultaneous_runs_equal_separate_runs(world, tmp_path, monkeypatch):
     # them into two runs, so both events' seismograms below come from that one launch
     assert errors == {"EV1": None, "EV2": None}
     launch = tmp_path / "scratch" / "solver" / "_simultaneous_runs"
-    assert (launch / "run0002").resolve() == dirs["EV2"].resolve()
+    assert (launch / "run0002" / "OUTPUT_FILES").resolve() == (dirs["EV2"] / "OUTPUT_FILES").resolve()
     for ev, d in dirs.items():
         par = (d / "DATA" / "Par_file").read_text()
         assert any(line.split("=")[0].strip() == "NUMBER_OF_SIMULTANEOUS_RUNS"

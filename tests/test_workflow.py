@@ -245,8 +245,8 @@ def test_inversion_through_seisflows_submit(world, reference_run):
 
 def test_simultaneous_runs_end_like_separate_launches(world, reference_run, tmp_path):
     """bundle_launch = simultaneous_runs, 2 events per bundle: every solver launch is ONE run of
-    both events (NUMBER_OF_SIMULTANEOUS_RUNS = 2, run0001/run0002 linked to the events'
-    directories, run0001's Par_file read), the meshers per event; the result is bit for bit the
+    both events (NUMBER_OF_SIMULTANEOUS_RUNS = 2 in the launch directory's Par_file, run0001/ and
+    run0002/ linked to the events' directories), the meshers per event; the result is bit for bit the
     one of separate launches and each event's Par_file is left with NUMBER_OF_SIMULTANEOUS_RUNS = 1."""
     work = _project(world, tmp_path, 1, 2)
     par = yaml.safe_load((work / "parameters.yaml").read_text())
@@ -259,7 +259,11 @@ def test_simultaneous_runs_end_like_separate_launches(world, reference_run, tmp_
     assert joint == 10, joint                # 7 forwards, 2 kernels, 1 source adjoint
     assert log.count("EV1: ./bin/xspecfem3D") == 0 and log.count("EV1: ./bin/xmeshfem3D") == 5
     launch = work / "scratch" / "solver" / "_simultaneous_runs"
-    assert (launch / "run0001").resolve() == (work / "scratch" / "solver" / "EV1").resolve()
+    assert (launch / "run0001" / "OUTPUT_FILES").resolve() == \
+        (work / "scratch" / "solver" / "EV1" / "OUTPUT_FILES").resolve()
+    assert not (launch / "run0001" / "DATA" / "Par_file").exists()
+    assert re.search(r"^NUMBER_OF_SIMULTANEOUS_RUNS\s*=\s*2\s*$",
+                     (launch / "DATA" / "Par_file").read_text(), re.M)
     assert (launch / "simultaneous_launches.log").read_text() == "xspecfem3D 2\n"  # the last one
     for ev in TRUE_EVENTS:
         text = (work / "scratch" / "solver" / ev / "DATA" / "Par_file").read_text()

@@ -15,9 +15,11 @@ Per event, in the event's working directory scratch/solver/<event>/ (set up by S
 bundle_launch = simultaneous_runs: the workflow runs a bundle's events in threads of one task
 (`for_event`) with a `gang` (seisflows_eara.system.gang); each solver launch waits for the others
 and `launch_simultaneous` starts ONE SPECFEM run with NUMBER_OF_SIMULTANEOUS_RUNS = the events
-waiting, from scratch/solver/_simultaneous_runs/ whose run0001, run0002, ... link to the events'
-directories (SPECFEM prefixes DATA/CMTSOLUTION, STATIONS, SEM, OUTPUT_FILES and LOCAL_PATH with
-them and reads run0001/DATA/Par_file). The mesher still runs per event.
+waiting, from scratch/solver/_simultaneous_runs/: its DATA/Par_file (the first event's, with
+NUMBER_OF_SIMULTANEOUS_RUNS set) is read by every run; run0001/, run0002/, ... hold links to the
+events' directories' entries (SPECFEM prefixes DATA/CMTSOLUTION, STATIONS, SEM, OUTPUT_FILES and
+LOCAL_PATH with them; their DATA/ has no Par_file, which SPECFEM would refuse). The mesher still
+runs per event.
 
 A failing binary raises SolverError naming the event, command and log (2.3.1 called sys.exit,
 which kills the whole task without a trace of which event failed). SPECFEM builds that compile the
@@ -291,23 +293,25 @@ class EaraGlobe(EaraParameters, Specfem3DGlobe):
         launch = os.path.join(self.path.scratch, SIMULTANEOUS_DIR)
         _fresh_dir(launch)
         for k, event in enumerate(events, 1):
-            os.symlink(os.path.abspath(members[event][0]), os.path.join(launch, f"run{k:04d}"))
-        par = os.path.join(members[events[0]][0], "DATA", "Par_file")   # SPECFEM reads run0001's
+            _link_run_dir(os.path.abspath(members[event][0]), os.path.join(launch, f"run{k:04d}"))
+        # SPECFEM (v7.0.x) reads DATA/Par_file of the launch directory for every run and refuses
+        # a run0001/DATA/Par_file beside it: the runs' DATA hold everything but the Par_file
+        os.makedirs(os.path.join(launch, "DATA"))
+        par = os.path.join(launch, "DATA", "Par_file")
+        shutil.copyfile(os.path.join(members[events[0]][0], "DATA", "Par_file"), par)
+        setpar(key="NUMBER_OF_SIMULTANEOUS_RUNS", val=str(len(events)), file=par)
+        try:        # every event has its own mesh
+            setpar(key="BROADCAST_SAME_MESH_AND_MODEL", val=".false.", file=par)
+        except KeyError:
+            pass
         who = f"events {', '.join(events)} (one run, NUMBER_OF_SIMULTANEOUS_RUNS = {len(events)})"
         log = members[events[0]][1]
         error = None
         try:
-            setpar(key="NUMBER_OF_SIMULTANEOUS_RUNS", val=str(len(events)), file=par)
-            try:        # every event has its own mesh
-                setpar(key="BROADCAST_SAME_MESH_AND_MODEL", val=".false.", file=par)
-            except KeyError:
-                pass
             self._launch(binary, log, None, launch, who, self.nproc * len(events),
                          exe_dir=os.path.abspath(members[events[0]][0]))
         except SolverError as e:
             error = e
-        finally:
-            setpar(key="NUMBER_OF_SIMULTANEOUS_RUNS", val="1", file=par)
         for event in events:
             cwd, own = members[event]
             if os.path.exists(os.path.join(launch, log)):
@@ -360,6 +364,19 @@ def _model_id(files: list[str]) -> str:
             for chunk in iter(lambda: fh.read(1 << 22), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def _link_run_dir(event_dir: str, run_dir: str) -> None:
+    """run000k/ of a simultaneous launch: links to every entry of the event's directory (outputs
+    land in the event's own OUTPUT_FILES, LOCAL_PATH, ...), DATA/ a folder of links to the event's
+    DATA entries except the Par_file."""
+    os.makedirs(os.path.join(run_dir, "DATA"))
+    for name in os.listdir(event_dir):
+        if name != "DATA":
+            os.symlink(os.path.join(event_dir, name), os.path.join(run_dir, name))
+    for name in os.listdir(os.path.join(event_dir, "DATA")):
+        if name != "Par_file":
+            os.symlink(os.path.join(event_dir, "DATA", name), os.path.join(run_dir, "DATA", name))
 
 
 def _fresh_dir(path: str) -> None:

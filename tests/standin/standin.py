@@ -45,7 +45,7 @@ TUBE = 150.0       # km, Gaussian half-width of the sensitivity tube around the 
 RHO, ALPHA, BETA = 3300.0, 8000.0, 4500.0
 
 
-#: the Par_file every run reads: DATA/Par_file, or run0001/DATA/Par_file for simultaneous runs
+#: the Par_file every run reads: DATA/Par_file (of the launch directory for simultaneous runs)
 PAR_FILE = Path("DATA/Par_file")
 
 
@@ -247,18 +247,21 @@ def kernels() -> None:
 
 
 def main() -> int:
-    """SPECFEM's layout for NUMBER_OF_SIMULTANEOUS_RUNS = N: no DATA/Par_file in the launch
-    directory, run0001/DATA/Par_file read by every run, each run in its run000k/ directory (here
-    one after the other); a Par_file with N > 1 in a single run stops without output, as SPECFEM
-    does when the MPI size is not a multiple of N."""
+    """SPECFEM v7.0.x's layout for NUMBER_OF_SIMULTANEOUS_RUNS = N: the launch directory's
+    DATA/Par_file read by every run (a run0001/DATA/Par_file beside it is refused), each run in its
+    run000k/ directory (here one after the other); N > 1 without the run directories stops
+    without output, as SPECFEM does when the MPI size is not a multiple of N."""
     global PAR_FILE
     launch = Path.cwd()
-    if Path("run0001/DATA/Par_file").exists():
-        if Path("DATA/Par_file").exists():
+    if (par("NUMBER_OF_SIMULTANEOUS_RUNS") or "1") != "1":
+        n = int(par("NUMBER_OF_SIMULTANEOUS_RUNS"))
+        if Path("run0001/DATA/Par_file").exists():
             print("cannot have both DATA/Par_file and run0001/DATA/Par_file present")
             return 0
-        PAR_FILE = launch / "run0001" / "DATA" / "Par_file"
-        n = int(par("NUMBER_OF_SIMULTANEOUS_RUNS"))
+        if not Path(f"run{n:04d}").is_dir():       # a single run: MPI size not a multiple of N
+            print("the number of MPI processes is not a multiple of NUMBER_OF_SIMULTANEOUS_RUNS")
+            return 0
+        PAR_FILE = launch / "DATA" / "Par_file"
         with open(launch / "simultaneous_launches.log", "a") as f:
             f.write(f"{Path(sys.argv[0]).name} {n}\n")
         rc = 0
@@ -269,9 +272,6 @@ def main() -> int:
             finally:
                 os.chdir(launch)
         return rc
-    if (par("NUMBER_OF_SIMULTANEOUS_RUNS") or "1") != "1":
-        print("the number of MPI processes is not a multiple of NUMBER_OF_SIMULTANEOUS_RUNS")
-        return 0
     return one_run()
 
 
