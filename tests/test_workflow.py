@@ -243,6 +243,7 @@ def test_inversion_through_seisflows_submit(world, reference_run):
     assert r > 0.05 and inside > 0.002 and inside > 5 * abs(outside), (r, inside, outside)
 
 
+@pytest.mark.slow        # ~3.5 min; tests/test_gang.py covers the rendezvous in the default run
 def test_simultaneous_runs_end_like_separate_launches(world, reference_run, tmp_path):
     """bundle_launch = simultaneous_runs, 2 events per bundle: every solver launch is ONE run of
     both events (NUMBER_OF_SIMULTANEOUS_RUNS = 2 in the launch directory's Par_file, run0001/ and
