@@ -190,6 +190,37 @@ def test_summation_of_real_kernels():
         s.add("a", k.fields)
 
 
+def test_summed_gradient_equals_the_sum_of_damped_event_gradients(mesh):
+    """summed_gradient applies the (linear) chain rule once to Σ_e mask_e K_e: equal to the sum of
+    the per-event EARA gradients of the damped real kernels, two events with different damping."""
+    from seisflows_eara import params
+    from seisflows_eara.optimize.structure import EventKernels, summed_gradient
+    v = params.defaults()
+    names = ("bulk_c", "bulk_betav", "bulk_betah", "eta", "rho", "alphav", "alphah", "betav",
+             "betah", "hess")
+    k = {n: np.asarray(read_gll(TINY / "KERNELS" / f"proc000000_reg1_{n}_kernel.bin"), float)
+         for n in names}
+    model = {n: np.asarray(read_gll(TINY / "MODEL_GLL" / f"proc000000_reg1_{n}.bin.xz"), float)
+             for n in ("vpv", "vph", "vsv", "vsh", "eta", "rho")}
+    events = [EventKernels("a", k, geographic_to_xyz(40.0, 25.0, 30.0)[0],
+                           geographic_to_xyz(np.array([38.0, 42.0]), np.array([22.0, 27.0]), np.zeros(2))),
+              EventKernels("b", {n: 0.5 * a for n, a in k.items()}, geographic_to_xyz(36.0, 20.0, 100.0)[0],
+                           geographic_to_xyz(np.array([44.0]), np.array([30.0]), np.zeros(1)))]
+    g, hess = summed_gradient(events, mesh, model, v)
+    ref = reference(mesh.radius, mesh.element_radius())
+    tiso = tiso_mask(mesh.depth, v["tiso_max_depth"])
+    expect = {p: 0.0 for p in INVERTED}
+    for ev in events:
+        mask = damping_mask(mesh.xyz, ev.source_xyz, ev.receivers_xyz,
+                            v["source_damping_radius_km"], v["receiver_damping_radius_km"])
+        ge = kernels_to_gradient({n: a * mask for n, a in ev.kernels.items() if n != "hess"},
+                                 model, ref, tiso, v["density_scaling"])
+        expect = {p: expect[p] + ge[p] for p in INVERTED}
+    for p in INVERTED:
+        assert np.allclose(g[p], expect[p], rtol=1e-12, atol=1e-12 * np.abs(expect[p]).max()), p
+    assert np.array_equal(hess, 1.5 * k["hess"])
+
+
 def test_python_smoothing_preserves_constants_and_spreads_a_spike(mesh):
     sel = mesh.element < 800                       # a sub-volume keeps the test fast
     xyz, vol, el = mesh.xyz[sel], mesh.volume[sel], mesh.element[sel]

@@ -38,7 +38,9 @@ class Gradient:
 
 def summed_gradient(events: Iterable[EventKernels], mesh: Mesh, model: dict[str, np.ndarray],
                     v: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Σ_e damped event gradients (steps 1-2) in the EARA parametrization, and Σ_e H_e."""
+    """Σ_e damped event gradients (steps 1-2) in the EARA parametrization, and Σ_e H_e.
+    The chain rule into the EARA parameters is linear in the kernels and depends only on the
+    model, so it is applied once to Σ_e mask_e K_e (the same sum, one event in memory at a time)."""
     from scipy.spatial import cKDTree
     ref = reference(mesh.radius, mesh.element_radius())
     tiso = tiso_mask(mesh.depth, v["tiso_max_depth"])
@@ -47,12 +49,12 @@ def summed_gradient(events: Iterable[EventKernels], mesh: Mesh, model: dict[str,
     for ev in events:
         mask = damping_mask(mesh.xyz, ev.source_xyz, ev.receivers_xyz,
                             v["source_damping_radius_km"], v["receiver_damping_radius_km"], tree)
-        k = {n: ev.kernels[n] * mask for n in ev.kernels if n != "hess"}
-        total.add(ev.name, kernels_to_gradient(k, model, ref, tiso, v["density_scaling"]))
+        total.add(ev.name, {n: k for n, k in ev.kernels.items() if n != "hess"}, weight=mask)
         hess.add(ev.name, {"hess": ev.kernels["hess"]})
     if not total.events:
         raise ValueError("no event kernels to sum")
-    return total.fields, hess.fields["hess"]
+    return (kernels_to_gradient(total.fields, model, ref, tiso, v["density_scaling"]),
+            hess.fields["hess"])
 
 
 def process_gradient(g: dict[str, np.ndarray], hess: np.ndarray, mesh: Mesh, v: dict,
