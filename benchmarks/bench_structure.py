@@ -122,7 +122,7 @@ def _ours_timed(root: Path, n_events: int, n_receivers: int) -> dict:
     def events():
         for e in range(n_events):
             d = root / "INPUT_KERNELS" / f"ev{e:03d}"
-            kernels = {k: np.asarray(read_gll(d / f"proc000000_reg1_{k}_kernel.bin"), float)
+            kernels = {k: read_gll(d / f"proc000000_reg1_{k}_kernel.bin")     # float32, mapped
                        for k in READ}
             src = geographic_to_xyz(lat0 + rng.uniform(-8, 8), lon0 + rng.uniform(-8, 8),
                                     rng.uniform(10, 300))[0]

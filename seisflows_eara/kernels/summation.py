@@ -30,19 +30,23 @@ class KernelSum:
             raise ValueError(f"event {event} added twice to the kernel sum")
         if self.events and set(kernels) != set(self.fields):
             raise ValueError(f"event {event}: kernels {sorted(kernels)}, the sum has {sorted(self.fields)}")
+        arrays = {}
         for name, k in kernels.items():
-            k = np.asarray(k, float)
+            k = np.asarray(k)
             if name in self.fields and self.fields[name].shape != k.shape:
                 raise ValueError(f"event {event}: kernel {name} has {k.shape} points, "
                                  f"the sum {self.fields[name].shape}")
-            if not np.all(np.isfinite(k)):
+            if not np.isfinite(k.sum(dtype=np.float64)) and not np.all(np.isfinite(k)):
                 raise ValueError(f"event {event}: kernel {name} has non-finite values")
-        for name, k in kernels.items():
+            arrays[name] = k
+        for name, k in arrays.items():
             acc = self.fields.setdefault(name, np.zeros(np.shape(k)))
             if name == HESSIAN and self.hessian_rule is not None:
                 acc += nonnegative_hessian(np.asarray(k, float), self.hessian_rule)
+            elif np.ndim(weight) == 0 and weight == 1.0:
+                acc += k                       # float32 files accumulate in float64
             else:
-                acc += weight * np.asarray(k, float)
+                acc += np.multiply(k, weight, dtype=np.float64)
         self.events.append(event)
 
 
