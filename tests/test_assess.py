@@ -27,7 +27,7 @@ from seisflows_eara.assess.sections import (GllInterpolator, depth_slice, geogra
                                             great_circle, map_grid)
 from seisflows_eara.cli import main
 from seisflows_eara.commands import plot
-from seisflows_eara.commands.demo import category_misfits, load_kbl_pair
+from seisflows_eara.commands.demo import category_misfits, load_kbl_pair, tiny_mesh_dir
 from seisflows_eara.io.specfem_traces import read_synthetics
 from seisflows_eara.io.stations import read_stations
 from seisflows_eara.kernels import geographic_to_xyz
@@ -61,7 +61,7 @@ def _images(fig) -> list[np.ndarray]:
 # ------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def mesh():
-    return read_mesh(TINY / "DATABASES_MPI")
+    return read_mesh(tiny_mesh_dir())
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_psf_gaussian_measured_on_the_mesh(mesh, interp):
 def psf_dir(tmp_path_factory) -> Path:
     """`seisflows-eara psf-model` on the real mesh and model (default psf_* parameters)."""
     out = tmp_path_factory.mktemp("psf")
-    assert main(["psf-model", "--mesh", str(TINY / "DATABASES_MPI"), "--model",
+    assert main(["psf-model", "--mesh", str(tiny_mesh_dir()), "--model",
                  str(TINY / "MODEL_GLL"), "--output", str(out / "psf")]) == 0
     return out
 
@@ -389,7 +389,7 @@ def test_plot_model_maps_and_section(mesh, config, tmp_path):
     """1-D TISO PREM: δlnVs relative to the layer mean is 0 everywhere (also on the 220-km
     discontinuity: upper side for the points and the mean alike); the anisotropy map is PREM's
     (Vsh − Vsv)/Vs; the 400-km column is veiled (within 60 km of 410)."""
-    f1, f2 = plot.plot_model(str(TINY / "MODEL_GLL"), str(TINY / "DATABASES_MPI"),
+    f1, f2 = plot.plot_model(str(TINY / "MODEL_GLL"), str(tiny_mesh_dir()),
                              str(tmp_path / "model.png"), config=str(config), mesh=mesh)
     imgs = _images(f1)
     assert len(imgs) == 3 * len(FAST["assess_slice_depths_km"])
@@ -415,7 +415,7 @@ def test_plot_model_maps_and_section(mesh, config, tmp_path):
 def test_plot_psf_with_kernels(mesh, config, psf_dir, tmp_path):
     """`plot psf`: the input checkerboard written by psf-model and the −g responses from real
     kernels (mechanics: these kernels are not from a PSF run)."""
-    fig = plot.plot_psf(str(TINY / "DATABASES_MPI"), str(TINY / "MODEL_GLL"),
+    fig = plot.plot_psf(str(tiny_mesh_dir()), str(TINY / "MODEL_GLL"),
                         str(tmp_path / "psf.png"), str(psf_dir / "psf" / "perturbation"),
                         [str(TINY / "KERNELS")], config=str(config), mesh=mesh)
     assert (tmp_path / "psf.png").stat().st_size > 10000
@@ -437,7 +437,7 @@ def test_plot_psf_with_kernels(mesh, config, psf_dir, tmp_path):
 def test_cli_errors_name_the_missing_file(tmp_path, capsys):
     assert main(["plot", "misfit", str(tmp_path)]) == 2
     assert str(tmp_path) in capsys.readouterr().err
-    assert main(["plot", "model", str(tmp_path), "--mesh", str(TINY / "DATABASES_MPI"),
+    assert main(["plot", "model", str(tmp_path), "--mesh", str(tiny_mesh_dir()),
                  "--output", str(tmp_path / "m.png")]) == 2
     assert "no proc000000_reg1" in capsys.readouterr().err
     matplotlib.pyplot.close("all")

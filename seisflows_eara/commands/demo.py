@@ -37,6 +37,18 @@ from seisflows_eara.io.stations import Station, read_stations, write_stations
 from seisflows_eara.measure import Config, event_from_file, measure_event
 
 REPO = Path(__file__).resolve().parents[2]
+#: the fixture tree beside the repository (large real data, e.g. the 78 MB tiny SPECFEM mesh)
+SHARED_FIXTURES = Path(os.environ.get("SEISFLOWS_EARA_SHARED", REPO.parent / "shared")) / "fixtures"
+
+
+def tiny_mesh_dir() -> Path:
+    """DATABASES_MPI of the tiny SPECFEM3D_GLOBE run (../shared/fixtures/specfem3d_globe_tiny; too
+    large to ship: its kernels and model are in tests/data)."""
+    path = SHARED_FIXTURES / "specfem3d_globe_tiny" / "DATABASES_MPI"
+    if not path.is_dir():
+        raise FileNotFoundError(f"the tiny SPECFEM mesh {path} is missing: put the shared fixtures "
+                                "beside the repository or set SEISFLOWS_EARA_SHARED")
+    return path
 PARTS = ("measure", "source", "structure")
 #: the source-inversion scenario (SPEC §9: recover a known perturbation on real Green's functions)
 #: processing rate = instaseis output sampling (s): resampling between them is the identity
@@ -327,7 +339,7 @@ def _structure(data: Path, values: dict, out: Path, say: Progress) -> dict:
     say("3/3 structure direction from recorded SPECFEM3D_GLOBE kernels (tests/data/"
         "specfem3d_globe_tiny: 920 000 GLL points)")
     tiny = data / "specfem3d_globe_tiny"
-    mesh = read_mesh(tiny / "DATABASES_MPI")
+    mesh = read_mesh(tiny_mesh_dir())
     model = read_fields(str(tiny / "MODEL_GLL"), list(MODEL_FILES)).fields
     kernels = read_fields(str(tiny / "KERNELS"), list(KERNEL_FILES) + ["hess"], kernel=True).fields
     ev = event_from_file(str(tiny / "DATA" / "CMTSOLUTION"))
@@ -356,7 +368,7 @@ def _structure(data: Path, values: dict, out: Path, say: Progress) -> dict:
         + ", ".join(f"{k} {v:.2f}" for k, v in largest.items())
         + f"; g·d = {slope:.3g} < 0 (descent); trial model m + {eps:g} d changes Vs by up to "
         f"{100 * np.abs(vs1 / vs0 - 1).max():.2f} %")
-    return dict(mesh=mesh, mesh_dir=str(tiny / "DATABASES_MPI"), direction=str(folder / "direction"),
+    return dict(mesh=mesh, mesh_dir=str(tiny_mesh_dir()), direction=str(folder / "direction"),
                 trial=str(folder / "trial_model"), slope=slope, largest=largest,
                 smoothing=(sh, sv), reason=d.reason)
 
