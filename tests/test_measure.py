@@ -331,6 +331,14 @@ def _cli(*args):
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300)
 
 
+def _measure_greece(out: Path):
+    """`seisflows-eara measure` on the Greece event (SPECFEM synthetics), stage 2, into `out`."""
+    return _cli("measure", "--config", str(REPO / "parameters.yaml"), "--cmtsolution",
+                str(GRC / "CMTSOLUTION"), "--stations", str(GRC / "STATIONS"), "--observed",
+                str(GRC / "REF_SEIS"), "--synthetics", str(GRC / "tiny_1d"), "--stage", "2",
+                "--output", str(out))
+
+
 def test_measure_command_on_real_events(tmp_path):
     out = tmp_path / "darfield"
     stations = tmp_path / "STATIONS"
@@ -346,10 +354,7 @@ def test_measure_command_on_real_events(tmp_path):
     adj = np.loadtxt(out / "SEM" / "IU.KBL.MXZ.adj")
     assert adj.shape[1] == 2 and np.abs(adj[:, 1]).max() > 0
     out2 = tmp_path / "greece"
-    r = _cli("measure", "--config", str(REPO / "parameters.yaml"), "--cmtsolution",
-             str(GRC / "CMTSOLUTION"), "--stations", str(GRC / "STATIONS"), "--observed",
-             str(GRC / "REF_SEIS"), "--synthetics", str(GRC / "tiny_1d"), "--stage", "2",
-             "--output", str(out2))
+    r = _measure_greece(out2)
     assert r.returncode == 0, r.stderr
     assert len(list((out2 / "SEM").glob("*.adj"))) == 18
     assert (out2 / "SEM" / "STATIONS_ADJOINT").read_text().count("\n") == 6
@@ -402,10 +407,7 @@ def test_measure_command_keeps_the_table_in_asdf(tmp_path):
     import pyasdf
     from seisflows_eara.io.asdf_table import DATA_TYPE, read_table_asdf
     out = tmp_path / "greece"
-    r = _cli("measure", "--config", str(REPO / "parameters.yaml"), "--cmtsolution",
-             str(GRC / "CMTSOLUTION"), "--stations", str(GRC / "STATIONS"), "--observed",
-             str(GRC / "REF_SEIS"), "--synthetics", str(GRC / "tiny_1d"), "--stage", "2",
-             "--output", str(out))
+    r = _measure_greece(out)
     assert r.returncode == 0, r.stderr
     csv = pd.read_csv(out / "measurements.csv")
     table, par = read_table_asdf(out / "measurements.h5", csv.event.iloc[0], 2)
