@@ -352,6 +352,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         misfit = float(contrib.sum())
     else:
         by_cat, misfit, wc, cats_w = {}, 0.0, np.zeros(0), np.array([])
+    prepared.synthetic = S      # the measured synthetics' window segments (line searches, SPEC §6)
     del S
     for r in rows:
         r.update(stage=cfg.stage, iteration=iteration, step=step)
@@ -394,6 +395,8 @@ class PreparedEvent:
 
     def __init__(self):
         self.dt = 0.0
+        #: flat window segments of the synthetics the windows were measured on (measure_event)
+        self.synthetic: np.ndarray | None = None
 
     @classmethod
     def build(cls, event: EventInfo, stations: list[Station], wdata: list[_WindowData],

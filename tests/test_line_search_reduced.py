@@ -1,0 +1,220 @@
+"""The structure line search reduced where the data are (issue 16 item 1, SPEC §6 eq. C6).
+
+Real data: the Greece pair (SPECFEM3D_GLOBE REF_SEIS as observed, the tiny 1-D run as s0) and the
+Darfield IU.KBL pair (raw counts + StationXML, SPECFEM synthetic). The trial synthetics s_ε are
+made from real records: Greece 0.6 s0 + 0.4 REF_SEIS (a step toward the data), Darfield s0 delayed
+by 0.6 s and scaled by 1.04. The closed form must equal brute-force re-measurement of the
+extrapolated synthetics (today's path: PreparedEvent.misfit_from_segments on
+s0 + α (s_ε − s0)/ε) and pick the same α."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seisflows_eara import params
+from seisflows_eara.commands.demo import load_kbl_pair
+from seisflows_eara.io.specfem_traces import read_synthetics
+from seisflows_eara.io.stations import read_stations
+from seisflows_eara.measure import Config, event_from_file, measure_event
+from seisflows_eara.optimize import reduced
+from seisflows_eara.optimize.linesearch import extrapolated_line_search
+
+DATA = Path(__file__).parent / "data"
+GRC, DARF = DATA / "regional_greece", DATA / "pytomo3d_darfield"
+EPS, RANGE = 0.01, (0.0, 0.03)
+
+
+def _greece(misfit: str = "nzcc"):
+    ev = event_from_file(str(GRC / "CMTSOLUTION"))
+    sta = read_stations(GRC / "STATIONS")
+    obs = read_synthetics(str(GRC / "REF_SEIS"), ev.time)
+    syn = read_synthetics(str(GRC / "tiny_1d"), ev.time)
+    by = {s.code: obs.select(network=s.network, station=s.station) for s in sta}
+    v = params.defaults()
+    v["misfit"] = misfit
+    m = measure_event(ev, sta, by, syn, Config(v, 1), observed_processed=True)
+    trial = syn.copy()
+    for tr in trial:       # 0.6 s0 + 0.4 observed, on the synthetic's axis
+        ref = obs.select(id=tr.id)[0]
+        tr.data = 0.6 * tr.data + 0.4 * np.interp(tr.times(reftime=ev.time),
+                                                  ref.times(reftime=ev.time), ref.data)
+    return m.prepared, syn, trial
+
+
+def _darfield():
+    ev, sta, obs, inv, syn = load_kbl_pair(DARF)
+    m = measure_event(ev, sta, {"IU.KBL": obs}, syn, Config(params.defaults(), 1), inventory=inv)
+    trial = syn.copy()
+    for tr in trial:       # delayed 0.6 s on the same axis, scaled
+        t = tr.times()
+        tr.data = 1.04 * np.interp(t - 0.6, t, tr.data, left=0.0)
+    return m.prepared, syn, trial
+
+
+@pytest.fixture(scope="module")
+def events():
+    return {"greece": _greece(), "darfield": _darfield()}
+
+
+def _all_event_wc(preps) -> dict[str, float]:
+    """W_c = 1 / (windows with W > 0 in category c over all events), Table 1."""
+    cats = np.concatenate([p.categories[p.weights > 0] for p in preps])
+    return {str(c): 1.0 / n for c, n in zip(*np.unique(cats, return_counts=True))}
+
+
+def _brute(prep, s0, strial, wc):
+    """Today's path: re-measure s0 + α (s_ε − s0)/ε on the frozen windows."""
+    prep.wc = np.array([wc.get(str(c), 0.0) for c in prep.categories])
+    ds = (strial - s0) / EPS
+    return lambda a: prep.misfit_from_segments(s0 + a * ds)
+
+
+def test_forward_keeps_the_window_segments_the_line_search_used_to_reprocess(events):
+    for prep, syn, _ in events.values():
+        assert prep.synthetic is not None and prep.nwin > 0
+        assert np.array_equal(prep.synthetic, prep.segments(syn))
+
+
+def test_closed_form_equals_re_measurement_on_real_data(events, tmp_path):
+    preps = [e[0] for e in events.values()]
+    wc = _all_event_wc(preps)
+    brute, files = [], []
+    for name, (prep, _, trial) in events.items():
+        s0, st = prep.synthetic, prep.segments(trial)
+        brute.append(_brute(prep, s0, st, wc))
+        t = reduced.event_terms(name, s0, st, prep.U, prep.taper, prep.dt, prep.offsets,
+                                prep.weights, prep.categories, EPS, key="k")
+        files.append(str(tmp_path / f"{name}.npz"))
+        reduced.write_terms(files[-1], t)
+    terms = reduced.concatenate([reduced.read_terms(f) for f in files])
+    assert terms.events == ("greece", "darfield")
+    assert terms.nwin == sum(int((p.weights > 0).sum()) for p in preps) >= 15
+    chi = reduced.ReducedMisfit(terms, wc)
+
+    def today(a):
+        return sum(f(a) for f in brute)
+    alphas = np.linspace(*RANGE, 31)
+    ref = np.array([today(a) for a in alphas])
+    new = np.array([chi(a) for a in alphas])
+    assert np.all(np.abs(new - ref) <= 1e-9 * np.abs(ref)), np.max(np.abs(new / ref - 1))
+    assert ref.min() < 0.9 * ref[0] and 0 < np.argmin(ref) < ref.size - 1   # inside the range
+    r_ref = extrapolated_line_search(today, RANGE, 61)
+    r_new = reduced.line_search(terms, wc, RANGE, 61)
+    assert r_new.accepted and r_ref.accepted and 0 < r_new.alpha < RANGE[1]
+    assert abs(r_new.alpha - r_ref.alpha) <= 1e-9 * (RANGE[1] - RANGE[0])
+    assert abs(r_new.misfit - r_ref.misfit) <= 1e-9 * r_ref.misfit
+    assert r_new.misfit0 == pytest.approx(r_ref.misfit0, rel=1e-12)
+
+
+def test_closed_form_rejects_like_re_measurement_when_nothing_decreases(events):
+    """s_ε away from the data: no α > 0 lowers χ; both paths keep α = 0 (never an increase)."""
+    prep, syn, trial = events["greece"]
+    s0 = prep.synthetic
+    away = 2.0 * s0 - prep.segments(trial)
+    wc = _all_event_wc([prep])
+    t = reduced.event_terms("g", s0, away, prep.U, prep.taper, prep.dt, prep.offsets,
+                            prep.weights, prep.categories, EPS)
+    r_new = reduced.line_search(t, wc, RANGE, 61)
+    r_ref = extrapolated_line_search(_brute(prep, s0, away, wc), RANGE, 61)
+    assert not r_new.accepted and not r_ref.accepted and r_new.alpha == 0.0
+    assert r_new.misfit == pytest.approx(r_ref.misfit, rel=1e-12)
+
+
+def test_zero_energy_and_zero_weight_windows_count_like_re_measurement(events):
+    """Windows whose observed segment has no energy (NZCC undefined) and windows of weight 0
+    contribute nothing, as in misfit_from_segments; an extrapolated window of zero energy is
+    undefined too (at α = ε when s_ε vanishes there: exact in the closed form, while
+    re-measurement sees the rounding residue of s0 + ε (0 − s0)/ε)."""
+    prep, syn, trial = events["greece"]
+    s0, st = prep.synthetic, prep.segments(trial)
+    i, j = np.flatnonzero(prep.weights > 0)[:2]
+    u = prep.U.copy()
+    u[prep.offsets[i]:prep.offsets[i + 1]] = 0.0          # no observed energy in window i
+    wc = _all_event_wc([prep])
+    t = reduced.event_terms("g", s0, st, u, prep.taper, prep.dt, prep.offsets, prep.weights,
+                            prep.categories, EPS)
+    f = reduced.ReducedMisfit(t, wc)
+    kept = prep.U
+    try:
+        prep.U = u
+        g = _brute(prep, s0, st, wc)
+        for a in (0.0, 0.005, EPS, 0.02):
+            assert f(a) == pytest.approx(g(a), rel=1e-12)
+    finally:
+        prep.U = kept
+    assert np.isnan(f.per_window(0.01)).sum() == 1 and f.windows == (prep.weights > 0).sum()
+    st0 = st.copy()
+    st0[prep.offsets[j]:prep.offsets[j + 1]] = 0.0         # s(ε) = 0 in window j
+    t = reduced.event_terms("g", s0, st0, prep.U, prep.taper, prep.dt, prep.offsets,
+                            prep.weights, prep.categories, EPS)
+    f0, g0 = reduced.ReducedMisfit(t, wc), _brute(prep, s0, st0, wc)
+    assert np.isnan(f0.per_window(EPS)).sum() == 1
+    for a in (0.0, 0.005, 0.02):
+        assert f0(a) == pytest.approx(g0(a), rel=1e-12)
+
+
+def test_terms_files_name_themselves_when_missing_or_damaged(tmp_path):
+    with pytest.raises(FileNotFoundError, match="EV9.npz"):
+        reduced.read_terms(str(tmp_path / "EV9.npz"))
+    bad = tmp_path / "EV8.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(FileNotFoundError, match="EV8.npz"):
+        reduced.read_terms(str(bad))
+    assert reduced.term_key(str(bad)) is None
+
+
+def test_master_sums_800k_windows_in_well_under_a_second_per_alpha():
+    """O(windows) vector work per α: 800k windows, 80 evaluations (the line search's grid and
+    refinement) in seconds; timing lives in benchmarks/bench_scale.py, this checks the shape."""
+    n = 800_000
+    rng = np.random.default_rng(0)
+    c = rng.uniform(0.5, 2.0, n)
+    t = reduced.WindowTerms(dict(su0=0.8 * c, sud=0.1 * c, ss0=c, s0d=0.05 * c, sdd=0.02 * c,
+                                 uu=np.ones(n)), np.ones(n), np.zeros(n, np.int16), ("pz",),
+                            np.zeros(n, np.int32), ("E",), EPS)
+    f = reduced.ReducedMisfit(t, {"pz": 1.0 / n})
+    assert f.windows == n and 0 < f(0.01) < f(0.0)
+
+
+@pytest.mark.parametrize("kind", ["cc_traveltime",
+                                  pytest.param("multitaper", marks=pytest.mark.slow)])
+def test_alternative_misfits_grid_path_equals_re_measurement_on_the_grid(kind):
+    """pyadjoint misfits: each event's misfit on the α grid, summed by the master, equals
+    re-measurement at the same α; the chosen α is today's best grid point. Today's path then
+    refines between grid points (Brent, one master-side re-measurement per trial α): its α
+    differs from the grid's by less than one grid spacing and its misfit can only be lower."""
+    prep, _, trial = _greece(kind)
+    s0, st = prep.synthetic, prep.segments(trial)
+    wc = _all_event_wc([prep])
+    samples = 7
+    alphas = reduced.search_grid(RANGE, samples)
+    g = reduced.grid_terms("g", s0, st, prep.weights, prep.categories,
+                           lambda S: prep.other_misfit(S)[0], alphas, EPS)
+    r_new = reduced.grid_line_search([g], wc, RANGE)
+    today = _brute(prep, s0, st, wc)
+    ref = np.array([today(a) for a in alphas])
+    assert np.allclose(r_new.misfits, ref, rtol=1e-12, atol=0)
+    k = int(np.argmin(ref))
+    assert r_new.accepted and r_new.alpha == alphas[k] and r_new.misfit == pytest.approx(ref[k])
+    r_ref = extrapolated_line_search(today, RANGE, samples)
+    assert abs(r_ref.alpha - r_new.alpha) <= (RANGE[1] - RANGE[0]) / (samples - 1)
+    assert r_ref.misfit <= r_new.misfit * (1 + 1e-12)
+
+
+def test_grid_starts_at_zero_and_sums_events_with_wc():
+    assert reduced.search_grid((0.01, 0.03), 3) == pytest.approx([0.0, 0.01, 0.02, 0.03])
+    a = np.array([0.0, 0.01, 0.02])
+    g1 = reduced.GridTerms(a, np.array([[3.0, 2.0, 2.5], [1.0, 1.0, 1.0]]), ("pz", "sh"),
+                           ("E1",), 4, EPS)
+    g2 = reduced.GridTerms(a, np.array([[1.0, 0.5, 0.2]]), ("sh",), ("E2",), 2, EPS)
+    _, total = reduced.sum_grids([g1, g2], {"pz": 0.5, "sh": 2.0})
+    assert np.allclose(total, [0.5 * 3 + 2 * 2, 0.5 * 2 + 2 * 1.5, 0.5 * 2.5 + 2 * 1.2])
+    r = reduced.grid_line_search([g1, g2], {"pz": 0.5, "sh": 2.0}, (0.0, 0.02))
+    assert r.accepted and r.alpha == 0.02 and r.misfit == pytest.approx(3.65)
+    r = reduced.grid_line_search([g1, g2], {"pz": 0.5, "sh": 2.0}, (0.0, 0.01))
+    assert r.accepted and r.alpha == 0.01 and r.misfit0 == pytest.approx(5.5)
+    up = reduced.GridTerms(a, np.array([[1.0, 1.5, 1.0]]), ("pz",), ("E3",), 1, EPS)
+    r = reduced.grid_line_search([up], {"pz": 1.0}, (0.0, 0.02))
+    assert not r.accepted and r.alpha == 0.0 and r.misfit == 1.0     # a tie is no decrease
