@@ -193,6 +193,8 @@ def test_src_frechet_frame_by_homogeneity_of_nzcc():
     path = tiny / "OUTPUT_FILES" / "src_frechet.000001"
     as_written = read_src_frechet(path, frame="as_written")
     corrected = read_src_frechet(path, src)
+    print(f"\n[src_frechet] |Σ M_k ∂χ/∂M_k| / Σ|M_k ∂χ/∂M_k|: as written "
+          f"{homogeneity_ratio(as_written, src):.3g}, corrected {homogeneity_ratio(corrected, src):.2g}")
     assert homogeneity_ratio(as_written, src) > 0.5
     assert homogeneity_ratio(corrected, src) < 1e-3
     tol = params.defaults()["source_frechet_tolerance"]
@@ -216,6 +218,7 @@ def test_src_frechet_time_shift_derivative_from_adjoint_sources():
         dt = s[1, 0] - s[0, 0]
         total -= np.sum(a[:, 1] * np.gradient(s[:, 1], dt)) * dt
     g = read_src_frechet(tiny / "OUTPUT_FILES" / "src_frechet.000001", frame="as_written")
+    print(f"\n[src_frechet] line 10 {g.time_shift:.5g}, −Σ∫f†·ṡ dt {total:.5g}")
     assert total == pytest.approx(g.time_shift, rel=5e-3)
 
 
