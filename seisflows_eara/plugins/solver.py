@@ -47,6 +47,7 @@ from seisflows_eara.io.atomic import atomic_write_text
 from seisflows_eara.kernels import xsmooth_sem_command
 from seisflows_eara.model.gll import GllFields, gll_filename, read_gll, write_fields
 from seisflows_eara.plugins.base import EaraParameters
+from seisflows_eara.plugins.compat import SolverCompat
 
 GLL_DIR = os.path.join("DATA", "GLL")                 # SPECFEM3D_GLOBE PATHNAME_GLL_modeldir
 MODEL_STAMP = os.path.join(GLL_DIR, "model_id.txt")   # which model DATA/GLL holds
@@ -62,7 +63,7 @@ class SolverError(RuntimeError):
     """A SPECFEM binary failed or left no output; the message names the event, command and log."""
 
 
-class EaraGlobe(EaraParameters, Specfem3DGlobe):
+class EaraGlobe(EaraParameters, SolverCompat, Specfem3DGlobe):
     _eara_component = "solver"
     __doc__ = Specfem3DGlobe.__doc__ + params.docstring(
         "EARA SPECFEM3D_GLOBE Solver", "solver",

@@ -27,6 +27,7 @@ from seisflows_eara import params
 from seisflows_eara.io.atomic import atomic_write_text
 from seisflows_eara.io.cmtsolution import SourceHistory, read_cmtsolution
 from seisflows_eara.plugins.base import EaraParameters
+from seisflows_eara.plugins.compat import WorkflowCompat
 from seisflows_eara.schedule import EventMarkers, Step, WorkflowState, plan
 
 
@@ -34,7 +35,7 @@ class EventTaskError(RuntimeError):
     """One or more events failed in a simulation step; the message names them and their logs."""
 
 
-class EaraInversion(EaraParameters, Inversion):
+class EaraInversion(EaraParameters, WorkflowCompat, Inversion):
     _eara_component = "workflow"
     __doc__ = Inversion.__doc__ + params.docstring(
         "EARA Inversion", "workflow",
