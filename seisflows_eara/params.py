@@ -109,6 +109,12 @@ def _str_list(v: Any) -> str | None:
     return None
 
 
+def _pattern_list(v: Any) -> str | None:
+    if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) for x in v):
+        return "must be a non-empty list of strings ('' is the blank location code)"
+    return None
+
+
 def _choice(*options: Any) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
         return None if v in options else f"must be one of {list(options)}"
@@ -135,6 +141,13 @@ def _optional_path(v: Any) -> str | None:
 
 
 CATEGORIES = ("pz", "pr", "sh", "rayleigh_z", "rayleigh_r", "love_t")
+#: MassDownloader's channel priorities with BH first (periods >= 8 s need no more than 20 sps);
+#: then the synthetic-style codes (SPECFEM MX?, instaseis LX?) and already rotated Z/R/T data
+CHANNEL_PRIORITIES = ("BH[ZNE12]", "HH[ZNE12]", "LH[ZNE12]", "MH[ZNE12]", "EH[ZNE12]",
+                      "SH[ZNE12]", "HL[ZNE12]", "BL[ZNE12]", "?X[ZNE12]", "??[ZRT]")
+#: MassDownloader's location priorities
+LOCATION_PRIORITIES = ("", "00", "10", "01", "20", "02", "30", "03", "40", "04", "50", "05", "60",
+                       "06", "70", "07", "80", "08", "90", "09")
 BODY_P_SV = ["P", "pP", "sP", "PP", "S", "sS", "SS"]
 BODY_SH = ["S", "sS", "SS", "ScS"]
 
@@ -271,6 +284,26 @@ PARAMETERS: tuple[Param, ...] = (
     Param("misfit", "nzcc", "name",
           "Misfit on the EARA windows and weights: nzcc (EARA), cc_traveltime or multitaper (pyadjoint)",
           "preprocess", _choice("nzcc", "cc_traveltime", "multitaper")),
+    # ---- preprocess: data selection and quality control (issue 17; README "Observed data") ----
+    Param("channel_priorities", list(CHANNEL_PRIORITIES), "channel patterns",
+          "Per station the first pattern (obspy MassDownloader convention, fnmatch on the channel "
+          "code) that a complete Z + two horizontals set matches is measured; others are listed "
+          "as unused", "preprocess", _str_list),
+    Param("location_priorities", list(LOCATION_PRIORITIES), "location codes",
+          "Among sets of the chosen band, the location first in this list is measured (patterns; "
+          "'' is the blank code); locations matching none are listed as unused",
+          "preprocess", _pattern_list),
+    Param("measure_all_locations", False, "flag",
+          "Measure every location of a station separately (each its best band) and sum their "
+          "adjoint sources per component, instead of one location per station",
+          "preprocess", _bool),
+    Param("observed_displacement", False, "flag",
+          "Observed data with no instrument response (no StationXML for their channel and epoch) "
+          "are displacement in m; off: such data are rejected (integer counts always are)",
+          "preprocess", _bool),
+    Param("gap_interpolation_max", 0.0, "s",
+          "Gaps up to this length are interpolated linearly (noted in the table); longer gaps and "
+          "disagreeing overlaps reject the windows they touch", "preprocess", _num(0.0, None)),
     # ---- preprocess: windows (SPEC §3) ----
     Param("taup_model", "ak135", "name", "1-D model of the predicted travel times (obspy.taup)",
           "preprocess", _choice("ak135", "iasp91", "prem")),

@@ -370,7 +370,11 @@ def test_measure_command_names_a_corrupt_file(tmp_path):
              str(DARF / "C201009031635A.xml"), "--stations", str(stations), "--observed", str(bad),
              "--synthetics", str(DARF / "IU.KBL.syn.mseed"), "--stage", "1", "--output",
              str(tmp_path / "o"))
-    assert r.returncode == 2 and "IU.KBL.BHZ.mseed" in r.stderr
+    # a bad file never stops the event (issue 17): exit 0, the file and the station named in rows
+    assert r.returncode == 0, r.stderr
+    t = pd.read_csv(tmp_path / "o" / "measurements.csv", keep_default_na=False)
+    assert (t.status == "rejected").all() and t.files.str.contains("IU.KBL.BHZ.mseed").any()
+    assert t.reason.str.contains("IU.KBL.BHZ.mseed").all()      # file row and station row
 
 
 @pytest.mark.parametrize("kind", ["cc_traveltime", "multitaper"])

@@ -213,7 +213,8 @@ def _project(world: dict, tmp: Path) -> Path:
                stage_source_iterations=[1], stage_structure_iterations=[2],
                categories=["pz", "pr", "sh"], export_vtk=False,
                specfem_mesher_binary="xmeshfem3D",
-               specfem_solver_binaries=["xspecfem3D_type1", "xspecfem3D_type3", "xspecfem3D_type2"])
+               specfem_solver_binaries=["xspecfem3D_type1", "xspecfem3D_type3", "xspecfem3D_type2"],
+               observed_displacement=True)      # the "observed" are SPECFEM displacement
     (tmp / "parameters.yaml").write_text(yaml.safe_dump(par, sort_keys=False))
     return tmp
 

@@ -148,7 +148,8 @@ def _project(world: dict, tmp: Path, source_iterations: int, structure_iteration
                stage_structure_iterations=[structure_iterations],
                categories=["pz", "pr", "sh"], smoothing_horizontal_km=[40.0, 40.0],
                smoothing_vertical_km=[20.0, 20.0], export_vtk=False,
-               specfem_solver_binaries=["xspecfem3D"] * 3)
+               specfem_solver_binaries=["xspecfem3D"] * 3,
+               observed_displacement=True)      # the "observed" are stand-in displacement
     (tmp / "parameters.yaml").write_text(yaml.safe_dump(par, sort_keys=False))
     return tmp
 

@@ -244,7 +244,8 @@ def _source_inversion(data: Path, base: dict, out: Path, say: Progress) -> dict:
     values = {**base, "sampling_rate": 1.0 / SOURCE_DT,
               "stage_body_bands": [SOURCE_BANDS[0]], "stage_surface_bands": [SOURCE_BANDS[1]],
               "stage_source_iterations": [base["stage_source_iterations"][0]],
-              "stage_structure_iterations": [0], **DEMO_ASSESS}
+              "stage_structure_iterations": [0], **DEMO_ASSESS,
+              "observed_displacement": True}     # the "observed" are instaseis displacement
     params.validate(values)
     iterations = values["stage_source_iterations"][0]
     true = from_obspy_event(obspy.read_events(

@@ -2,9 +2,10 @@
 
 Writes DIR/measurements.csv (columns: docs/DEVELOPING.md and README), the same table with the
 event in DIR/measurements.h5 (ASDF auxiliary data, seisflows_eara.io.asdf_table), adjoint sources
-DIR/SEM/NET.STA.MX[NEZ].adj in SPECFEM3D_GLOBE's format with DIR/SEM/STATIONS_ADJOINT, and prints a
-one-line summary.
-"""
+DIR/SEM/NET.STA.MX[NEZ].adj in SPECFEM3D_GLOBE's format with DIR/SEM/STATIONS_ADJOINT, their
+provenance DIR/adjoint_provenance.csv (the observed NET.STA.LOC.CHA each was measured on), and prints
+a one-line summary. A bad data file never stops the event (rows name it); only an unreadable event
+file, STATIONS or parameter file does (exit 2)."""
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,9 @@ from seisflows_eara.cli import COMMANDS
 from obspy import Stream
 
 from seisflows_eara.io.asdf_table import write_table_asdf
-from seisflows_eara.io.specfem_traces import read_synthetics, write_adjoint_source
-from seisflows_eara.io.waveforms import read_inventory, read_observed
+from seisflows_eara.io.atomic import atomic_open
+from seisflows_eara.io.specfem_traces import write_adjoint_source
+from seisflows_eara.io.waveforms import read_inventory, read_synthetic_data, read_waveforms
 from seisflows_eara.io.stations import read_stations, write_stations
 from seisflows_eara.measure import Config, event_from_file, measure_event
 from seisflows_eara.processing import read_misorientation_table
@@ -34,15 +36,17 @@ def run_measure(config: str, cmtsolution: str, stations: str, observed: str, syn
         raise params.ParameterError(f"--stage {stage}: the schedule in {config} has stages 1..{nstage}")
     event = event_from_file(cmtsolution)
     sta = read_stations(stations)
-    obs, asdf_inv = read_observed(observed, event.time)
-    inv = read_inventory(stationxml) or asdf_inv
-    syn = read_synthetics(synthetics, event.time)
+    obs = read_waveforms(observed, event.time, "observed")
+    inv = read_inventory(stationxml)
+    if obs.inventory is not None:           # StationXML found among the observed files
+        inv = obs.inventory if inv is None else inv + obs.inventory
+    syn = read_synthetic_data(synthetics, event.time)
     by_station: dict[str, Stream] = defaultdict(Stream)
-    for tr in obs:
+    for tr in obs.stream:
         by_station[f"{tr.stats.network}.{tr.stats.station}"] += tr
     mis = read_misorientation_table(values["misorientation_file"])
-    m = measure_event(event, sta, dict(by_station), syn, Config(values, stage), inventory=inv,
-                      observed_processed=inv is None, misorientation=mis)
+    m = measure_event(event, sta, dict(by_station), syn.stream, Config(values, stage),
+                      inventory=inv, misorientation=mis, file_notes=obs.notes + syn.notes)
     os.makedirs(os.path.join(output, "SEM"), exist_ok=True)
     m.table.to_csv(os.path.join(output, "measurements.csv"), index=False, float_format="%.6g")
     write_table_asdf(os.path.join(output, "measurements.h5"), m.table, event.name, stage, m.misfit,
@@ -55,8 +59,11 @@ def run_measure(config: str, cmtsolution: str, stations: str, observed: str, syn
                                      m.adjoint_times[s.code], m.adjoint[s.code][i])
             written.append(s)
     write_stations(os.path.join(output, "SEM", "STATIONS_ADJOINT"), written)
+    with atomic_open(os.path.join(output, "adjoint_provenance.csv"), "w") as f:
+        f.write("station,observed_channels\n")
+        f.writelines(f"{code},{' '.join(ids)}\n" for code, ids in sorted(m.provenance.items()))
     ok = m.table[m.table.status == "ok"]
-    return dict(event=event.name, kept=len(ok), rejected=int((m.table.status != "ok").sum()),
+    return dict(event=event.name, kept=len(ok), rejected=int((m.table.status == "rejected").sum()),
                 misfit=m.misfit, stations=len(written))
 
 
@@ -66,10 +73,12 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stations", required=True, help="SPECFEM STATIONS file")
     p.add_argument("--observed", required=True,
                    help="observed data: ASDF file, waveform file or directory (any obspy format)")
-    p.add_argument("--stationxml", help="StationXML file or directory; without it (and without "
-                   "StationXML in ASDF) observed data are taken as displacement in m")
+    p.add_argument("--stationxml", help="StationXML file or directory (StationXML files among the "
+                   "observed files and in ASDF are read too); data without a response are "
+                   "measured only with observed_displacement: true (README, Observed data)")
     p.add_argument("--synthetics", required=True,
-                   help="SPECFEM synthetics: directory of *.sem.ascii, ASDF or waveform file")
+                   help="synthetics: directory of *.sem.ascii or of files in any obspy format, "
+                   "ASDF or one waveform file")
     p.add_argument("--stage", type=int, required=True, help="stage number (selects the bands)")
     p.add_argument("--output", required=True, help="output directory")
 

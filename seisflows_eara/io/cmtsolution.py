@@ -278,6 +278,47 @@ def write_cmtsolution(path: str | os.PathLike, sources: CMTSource | Sequence[CMT
     atomic_write_text(path, format_cmtsolution(sources))
 
 
+# -------------------------------------------------------------------- event names
+_GCMT_ID = re.compile(r"(?<![A-Za-z0-9])([A-Z]?\d{12}[A-Z])(?![A-Za-z0-9])")
+_FDSN_EVENTID = re.compile(r"[?&]eventid=([^&/#]+)")
+_GENERIC_ID_PARTS = {"", "event", "query", "1", "quakeml", "smi:local", "smi:", "fdsnws"}
+
+
+def safe_event_name(name: str) -> str:
+    """A name usable as a file or folder name: runs of other characters become '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip()).strip("_.")
+
+
+def event_name(event: Any, path: str | os.PathLike | None = None) -> str:
+    """A stable, meaningful name for an obspy Event (issue 17 item 5), first found of: its
+    'earthquake name' description; a GCMT id (C201305240544A) in any of its resource ids; the FDSN
+    `eventid=` of its resource id; a specific last part of that id; the file name."""
+    names = [d.text for d in event.event_descriptions if d.type == "earthquake name" and d.text]
+    if names and safe_event_name(names[0]):
+        return safe_event_name(names[0])
+    ids = [str(event.resource_id)] + [str(x.resource_id) for x in
+                                      [*event.focal_mechanisms, *event.origins, *event.magnitudes]]
+    ids += [str(fm.moment_tensor.resource_id) for fm in event.focal_mechanisms if fm.moment_tensor]
+    for text in ids:
+        m = _GCMT_ID.search(text)
+        if m:
+            return m.group(1)
+    m = _FDSN_EVENTID.search(ids[0])
+    if m and safe_event_name(m.group(1)):
+        return safe_event_name(m.group(1))
+    parts = [p for p in re.split(r"[/?#]", ids[0]) if p.lower() not in _GENERIC_ID_PARTS]
+    if parts and not re.fullmatch(r"[0-9a-f-]{32,36}", parts[-1]) and safe_event_name(parts[-1]):
+        return safe_event_name(parts[-1])
+    if path is not None:
+        stem = os.path.basename(os.fspath(path)).split(".")[0]
+        if stem.upper().startswith("CMTSOLUTION_"):
+            stem = stem[len("CMTSOLUTION_"):]
+        if safe_event_name(stem):
+            return safe_event_name(stem)
+    raise CMTSolutionError(f"{path or 'event'}: no event name (no description, GCMT id, FDSN "
+                           "eventid or file name)")
+
+
 def from_obspy_event(event: Any, name: str | None = None) -> CMTSource:
     """A CMTSource from an obspy Event with a centroid origin and a moment tensor (e.g. GCMT
     QuakeML), in the GCMT layout. Moment tensor N·m -> dyne·cm, depth m -> km."""
@@ -297,8 +338,7 @@ def from_obspy_event(event: Any, name: str | None = None) -> CMTSource:
               f"{(hypo.depth or 0.0) / 1000.0:5.1f} {mags.get('mb', 0.0):.1f} {mags.get('ms', 0.0):.1f} "
               f"{region.upper()}").rstrip()
     if name is None:
-        name = next((d.text for d in event.event_descriptions if d.type == "earthquake name"),
-                    str(event.resource_id).split("/")[-1])
+        name = event_name(event)
     scale = 1e7   # N·m -> dyne·cm
     moment = (t.m_rr * scale, t.m_tt * scale, t.m_pp * scale, t.m_rt * scale, t.m_rp * scale,
               t.m_tp * scale)

@@ -17,11 +17,29 @@ from obspy import Stream, Trace, UTCDateTime
 from seisflows_eara.io.atomic import atomic_open
 
 
+def _first_bad_line(path: str) -> str:
+    """', line N: <text>' for the first line that is not two numbers ('' when none is)."""
+    try:
+        with open(path, errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                parts = line.split()
+                try:
+                    if len(parts) != 2:
+                        raise ValueError
+                    float(parts[0]), float(parts[1])
+                except ValueError:
+                    return f", line {n}: {line.strip()[:60]!r} is not two numbers"
+    except OSError:
+        pass
+    return ""
+
+
 def _read_two_columns(path: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         arr = pd.read_csv(path, sep=r"\s+", header=None, engine="c", dtype=np.float64).to_numpy()
     except Exception as e:  # pandas raises several types for damaged text
-        raise ValueError(f"cannot read SPECFEM trace file {path}: {e}") from e
+        raise ValueError(f"cannot read SPECFEM trace file {path}{_first_bad_line(path)} "
+                         f"({e})") from e
     if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 2:
         raise ValueError(f"SPECFEM trace file {path} must have two columns and >= 2 rows, "
                          f"got shape {arr.shape}")

@@ -9,6 +9,8 @@ vectorized calls, on per-window arrays stored end to end (seisflows_eara.windows
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,22 +22,27 @@ from obspy.signal.filter import bandpass
 from obspy.signal.rotate import rotate_rt_ne
 
 from seisflows_eara.io.stations import Station
+from seisflows_eara.io.waveforms import FileNote
+from seisflows_eara.measure.qc import (index_inventory, merge_traces, span_touching,
+                                       synthetic_axis_problem, units)
+from seisflows_eara.measure.selection import (ChannelSet, SelectionRules, channel_sets,
+                                              select_channels)
 from seisflows_eara.measure.measurements import cc_and_lag, snr_db
 from seisflows_eara.misfit.nzcc import nzcc_misfit_and_adjoint
-from seisflows_eara.processing import (Band, TimeAxis, common_axis, filter_and_resample_many,
-                                       prepare_observed, prepare_synthetic, response_prefilter,
-                                       rotate_to_zrt)
+from seisflows_eara.processing import (Band, TimeAxis, common_axis, correct_misorientation,
+                                       filter_and_resample_many, prepare_observed,
+                                       prepare_synthetic, response_prefilter, rotate_to_zrt)
 from seisflows_eara.weights import categorical_weights, geographic_weights, quality_weight
 from seisflows_eara.windows import (BODY_CATEGORIES, SURFACE_CATEGORIES, TravelTimes, Window,
                                     body_windows, noise_window, surface_windows)
 from seisflows_eara.windows.ragged import (offsets_from_lengths, per_sample, segment,
                                            tukey_tapers)
 
-COLUMNS = ["event", "network", "station", "location", "component", "category", "band", "stage",
-           "iteration", "step", "min_period", "max_period", "win_start", "win_end", "phases",
+COLUMNS = ["event", "network", "station", "location", "channel", "component", "category", "band",
+           "stage", "iteration", "step", "min_period", "max_period", "win_start", "win_end", "phases",
            "distance_deg", "azimuth", "backazimuth", "nzcc", "cc_max", "dt", "snr_db", "f_cc",
            "f_snr", "f_dt", "w_quality", "w_category", "w_geographic", "weight", "misfit",
-           "status", "reason"]
+           "status", "reason", "notes", "files"]
 P_PHASES = ("P", "p", "Pdiff", "PKP", "PKIKP")
 #: TauP names down-going P and S "P", "S" and their up-going branches (deep source, short distance)
 #: "p", "s"; a window for P or S uses whichever arrives first, as a seismologist reads "P".
@@ -55,18 +62,38 @@ class EventInfo:
 
 
 def event_from_file(path: str) -> EventInfo:
-    """Centroid of a CMTSOLUTION or QuakeML file (obspy reads both)."""
+    """Centroid and name of a CMTSOLUTION (SPECFEM's format, read by io.cmtsolution: errors name
+    the line and field) or a QuakeML file (obspy). The name: io.cmtsolution.event_name (GCMT id,
+    FDSN eventid, ... or the file name); a CMTSOLUTION's `event name:` line, else its file name."""
+    from seisflows_eara.io.cmtsolution import (CMTSolutionError, event_name, read_cmtsolutions,
+                                               safe_event_name)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512).lstrip()
+    except OSError as e:
+        raise ValueError(f"cannot read event file {path}: {e}") from e
+    if not head.startswith(b"<"):
+        src = read_cmtsolutions(path)[0]          # CMTSolutionError names file, line and field
+        name = safe_event_name(src.event_name)
+        if not name:
+            stem = os.path.basename(path)
+            name = safe_event_name(stem[len("CMTSOLUTION_"):] if stem.startswith("CMTSOLUTION_")
+                                   else stem)
+        return EventInfo(name, src.centroid_time, src.latitude, src.longitude, src.depth)
     import obspy
     try:
         ev = obspy.read_events(path)[0]
     except Exception as e:
-        raise ValueError(f"cannot read event file {path}: {e}") from e
+        raise ValueError(f"cannot read event file {path} as QuakeML: {e}") from e
     org = next((o for o in ev.origins if str(o.origin_type) == "centroid"),
-               ev.preferred_origin() or ev.origins[0])
-    name = next((d.text for d in ev.event_descriptions if d.type == "earthquake name"), None)
-    if name is None:
-        name = str(ev.resource_id).split("/")[-2] if "/" in str(ev.resource_id) else str(ev.resource_id)
-    return EventInfo(name, org.time, org.latitude, org.longitude, org.depth / 1000.0)
+               ev.preferred_origin() or (ev.origins[0] if ev.origins else None))
+    if org is None or org.depth is None or org.latitude is None:
+        raise ValueError(f"event file {path}: no origin with latitude, longitude and depth")
+    if org.depth < 0:
+        raise CMTSolutionError(f"event file {path}: origin depth {org.depth} m is above the "
+                               "surface")
+    return EventInfo(event_name(ev, path), org.time, org.latitude, org.longitude,
+                     org.depth / 1000.0)
 
 
 @dataclass
@@ -105,12 +132,15 @@ class EventMeasurement:
     #: (code, band) -> (times, observed (3, n) Z/R/T, synthetic (3, n)) when keep_processed
     processed: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict)
+    #: "NET.STA" -> the observed NET.STA.LOC.CHA its adjoint source was measured on
+    provenance: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _row(event, st: Station, **kw) -> dict:
     row = dict.fromkeys(COLUMNS, np.nan)
-    row.update(event=event, network=st.network, station=st.station, location="", component="",
-               category="", band="", phases="", status="rejected", reason="")
+    row.update(event=event, network=st.network, station=st.station, location="", channel="",
+               component="", category="", band="", phases="", status="rejected", reason="",
+               notes="", files="")
     row.update(kw)
     return row
 
@@ -170,24 +200,49 @@ def _measure_block(block: list[_Measured], wdata: list[_WindowData], cfg: Config
     return np.concatenate(obs_seg), np.concatenate(syn_seg), snr
 
 
-def measure_event(event: EventInfo, stations: list[Station], observed: dict[str, Stream],
-                  synthetics: Stream, cfg: Config, inventory: Inventory | None = None,
-                  observed_processed: bool = False, misorientation: dict[str, float] | None = None,
-                  iteration: int = 0, step: int = 0, keep_processed: bool = False
-                  ) -> EventMeasurement:
-    """Measure one event. `observed` maps "NET.STA" to its raw Stream (counts, with `inventory`)
-    or to displacement already in Z/N/E or Z/R/T (`observed_processed=True`). `synthetics` holds
-    SPECFEM's displacement in N/E/Z for all stations. Bad data become rejected rows.
-    `keep_processed` keeps the processed Z/R/T traces per (station, band) for figures.
+@dataclass
+class _Unit:
+    """One measured record set: station `k` of STATIONS with its chosen observed channels (one
+    location and band; several units per station with measure_all_locations)."""
+    k: int
+    station: Station
+    channels: ChannelSet
 
-    Stations are processed STATION_BLOCK at a time (filters and resampling batched over the
-    block), and only the window segments are kept: memory grows with the number of window
-    samples, not with stations × record length."""
+    @property
+    def location(self) -> str:
+        return self.channels.location
+
+    def labels(self) -> dict[str, str]:
+        """The table's location, channel and files columns."""
+        return dict(location=self.location, channel=self.channels.channel_label,
+                    files=_files(self.channels.stream))
+
+
+@dataclass
+class _Geometry:
+    """Event-station distances (deg), azimuths and predicted arrivals, per station of STATIONS."""
+    dist: np.ndarray
+    azimuth: list[float]
+    backazimuth: list[float]
+    arrivals: dict[str, np.ndarray]
+    first_p: np.ndarray
+
+    def columns(self, k: int) -> dict[str, float]:
+        return dict(distance_deg=float(self.dist[k]), azimuth=self.azimuth[k],
+                    backazimuth=self.backazimuth[k])
+
+
+def _files(st: Stream) -> str:
+    """Base names of the files the traces came from (io.waveforms records them), ';'-joined."""
+    names = dict.fromkeys(os.path.basename(str(tr.stats.eara_file)) for tr in st
+                          if "eara_file" in tr.stats)
+    return ";".join(names)
+
+
+def _geometry(event: EventInfo, stations: list[Station], cfg: Config) -> _Geometry:
+    """Stage 0: distances, azimuths and AK135 arrivals of every station (SPEC §3)."""
     v = cfg.values
-    misorientation = misorientation or {}
-    cats = list(v["categories"])
-    bands = {k: cfg.band(k) for k in ("body", "surface")}
-    body_phases = {c: list(v[f"phases_{c}"]) for c in BODY_CATEGORIES if c in cats}
+    body_phases = {c: list(v[f"phases_{c}"]) for c in BODY_CATEGORIES if c in v["categories"]}
     all_phases = sorted({p for ph in body_phases.values() for p in ph} | set(P_PHASES))
     tt = TravelTimes(v["taup_model"], event.depth_km, all_phases + ["s"])
     lat = np.array([s.latitude for s in stations])
@@ -197,15 +252,189 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     for down, up in UPGOING.items():
         if down in arrivals:
             arrivals[down] = np.fmin(arrivals[down], tt.times(up, dist))
-    first_p = np.nanmin(np.vstack([arrivals[p] for p in P_PHASES]), axis=0) if len(stations) else dist
-    prefilter = None
-    syn_by = _by_station(synthetics)
+    first_p = np.nanmin(np.vstack([arrivals[p] for p in P_PHASES]), axis=0) if len(stations) \
+        else dist
+    az, baz = [], []
+    for s in stations:
+        _, a, b = gps2dist_azimuth(event.latitude, event.longitude, s.latitude, s.longitude)
+        az.append(a)
+        baz.append(b)
+    return _Geometry(dist, az, baz, arrivals, first_p)
 
-    rows: list[dict] = []
+
+def _file_rows(event: EventInfo, notes: Sequence[FileNote]) -> list[dict]:
+    """Stage 1 (read): one row per file that was not used (damaged: rejected; not data: skipped)."""
+    return [_row(event.name, Station(n.network, n.station, np.nan, np.nan), status=n.status,
+                 reason=n.reason, files=os.path.basename(n.file)) for n in notes]
+
+
+def _select(event: EventInfo, stations: list[Station], observed: dict[str, Stream],
+            synthetics: dict[tuple[str, str], Stream], rules: SelectionRules, geo: _Geometry,
+            faults: dict[tuple[str, str], list[str]], rows: list[dict]) -> list[_Unit]:
+    """Stage 2 (select): per station of STATIONS the channel set(s) to measure
+    (seisflows_eara.measure.selection); rows for everything else — no data, no synthetics,
+    channel sets not chosen (status `unused`), data of stations absent from STATIONS."""
+    units: list[_Unit] = []
+    known = set()
+    for k, st in enumerate(stations):
+        known.add(_key(st))
+        base = geo.columns(k)
+        why_files = "; ".join(faults.get(_key(st), []))
+        extra = f" ({why_files})" if why_files else ""
+        obs = observed.get(st.code)
+        if obs is None or len(obs) == 0:
+            rows.append(_row(event.name, st, reason="no observed data" + extra, **base))
+            continue
+        sel = select_channels(obs, rules)
+        status = "unused" if sel.chosen else "rejected"
+        for cs, why in sel.unused:
+            rows.append(_row(event.name, st, status=status, location=cs.location,
+                             channel=cs.channel_label, files=_files(cs.stream),
+                             reason=why + (extra if status == "rejected" else ""), **base))
+        if not sel.chosen:
+            continue
+        if len(synthetics.get(_key(st), ())) == 0:
+            rows.append(_row(event.name, st, reason="no synthetics" + extra, **base))
+            continue
+        units += [_Unit(k, st, cs) for cs in sel.chosen]
+    for code, obs in observed.items():
+        for cs in channel_sets(obs):
+            if (cs.network.upper(), cs.station.upper()) not in known:
+                rows.append(_row(event.name, Station(cs.network, cs.station, np.nan, np.nan),
+                                 location=cs.location, channel=cs.channel_label,
+                                 files=_files(cs.stream),
+                                 reason=f"{code} is not in STATIONS (no synthetics)"))
+    return units
+
+
+def _process(u: _Unit, syn: Stream, inv: Inventory | None, baz: float, cfg: Config,
+             event: EventInfo, declared_displacement: bool, misorientation_deg: float
+             ) -> tuple[Stream, Stream, TimeAxis, list, list[str]]:
+    """Stages 3-4 (QC, process) of one unit: synthetic time axes, gaps/overlaps merged
+    (seisflows_eara.measure.qc), units decided (response or declared displacement), observed and
+    synthetics to Z, R, T (SPEC §2), NaN/flat checks, common axis. ValueError = a rejected row."""
+    v = cfg.values
+    code = u.station.code
+    why = synthetic_axis_problem(syn, event.time)
+    if why:
+        raise ValueError(f"{code}: {why}")
+    obs, spans, notes = merge_traces(u.channels.stream, v["gap_interpolation_max"])
+    displacement = declared_displacement or all(tr.stats.get("eara_displacement", False)
+                                                for tr in obs)
+    mode = "displacement"
+    if not displacement:
+        mode, why = units(obs, inv, v["observed_displacement"])
+        if not mode:
+            raise ValueError(f"{code}: {why}")
+    if mode == "displacement":
+        o = _displacement_zrt(obs, inv, baz, misorientation_deg, code)
+    else:
+        nyq = 0.5 * min(tr.stats.sampling_rate for tr in obs)
+        prefilter = response_prefilter([cfg.band("body"), cfg.band("surface")], nyq)
+        o = prepare_observed(obs, inv, baz, prefilter, v["taper_fraction"],
+                             v["response_water_level"], misorientation_deg)
+    s = prepare_synthetic(syn, baz, v["taper_fraction"])
+    for name, stream in (("observed", o), ("synthetic", s)):
+        for tr in stream:
+            if not np.all(np.isfinite(tr.data)):
+                raise ValueError(f"{code}: {name} {tr.stats.channel} has NaN/inf samples")
+            if not np.any(tr.data - tr.data.mean()):
+                raise ValueError(f"{code}: {name} {tr.stats.channel} is flat (all zero or "
+                                 "constant)")
+    return o, s, common_axis(o, s, v["sampling_rate"], event.time), spans, notes
+
+
+def _displacement_zrt(st: Stream, inv: Inventory | None, baz: float, misorientation_deg: float,
+                      code: str) -> Stream:
+    """Displacement records -> Z, R, T: 1/2 channels first to Z, N, E by their StationXML azimuth
+    and dip (obspy Stream.rotate('->ZNE')), then the misorientation correction and NE -> RT."""
+    if set("12") & {tr.stats.channel[-1] for tr in st}:
+        if inv is None:
+            raise ValueError(f"{code}: channels {', '.join(sorted(tr.id for tr in st))} need "
+                             "StationXML azimuth and dip to be rotated to Z, N, E")
+        st = st.copy()
+        try:
+            st.rotate("->ZNE", inventory=inv)
+        except Exception as e:
+            raise ValueError(f"{code}: cannot rotate to ZNE ({e})") from e
+    if misorientation_deg and {tr.stats.component for tr in st} == {"Z", "N", "E"}:
+        st = st.copy()
+        correct_misorientation(st, misorientation_deg)
+    return rotate_to_zrt(st, baz)
+
+
+def _windows(u: int, unit: _Unit, axis: TimeAxis, spans: list, geo: _Geometry, cfg: Config,
+             event: EventInfo, rows: list[dict], row: Callable[..., dict]) -> list[_WindowData]:
+    """Stage 5 (window): body and surface windows clipped to the record (SPEC §3); windows that
+    touch a gap or overlap (qc.span_touching, within the band's longest period) are rejected."""
+    v, k = cfg.values, unit.k
+    body_phases = {c: list(v[f"phases_{c}"]) for c in BODY_CATEGORIES if c in v["categories"]}
+    record = (axis.t0, axis.t0 + (axis.npts - 1) * axis.dt)
+    wins, rejected = body_windows({p: a[k] for p, a in geo.arrivals.items()}, body_phases,
+                                  v["body_window_before"], v["body_window_after"], record,
+                                  v["window_min_length"])
+    sw, srej = surface_windows(float(geo.dist[k]), event.depth_km, list(v["categories"]),
+                               v["surface_velocity_range"], v["surface_window_pad"],
+                               v["surface_max_depth"], record, v["window_min_length"])
+    wins += sw
+    for cat, why in rejected + srej:
+        comp = BODY_CATEGORIES.get(cat) or SURFACE_CATEGORIES.get(cat)
+        band = "body" if cat in BODY_CATEGORIES else "surface"
+        rows.append(row(component=comp, category=cat, band=band, reason=why))
+    fp = geo.first_p[k]
+    nz = noise_window(float(fp), v["noise_end_before_p"], record[0]) if np.isfinite(fp) else None
+    noise = None if nz is None else (int(round((nz[0] - axis.t0) / axis.dt)),
+                                     int(round((nz[1] - axis.t0) / axis.dt)))
+    out = []
+    for w in wins:
+        hit = span_touching(spans, w.start, w.end, cfg.band(w.band).max_period, event.time)
+        if hit is not None:
+            rows.append(row(component=w.component, category=w.category, band=w.band,
+                            win_start=w.start, win_end=w.end, phases=w.phases,
+                            reason=f"window touches a {hit.describe(event.time)}"))
+            continue
+        i0 = int(np.ceil((w.start - axis.t0) / axis.dt - 1e-9))
+        i1 = int(np.floor((w.end - axis.t0) / axis.dt + 1e-9)) + 1
+        out.append(_WindowData(u, w, i0, i1, noise))
+    return out
+
+
+def measure_event(event: EventInfo, stations: list[Station], observed: dict[str, Stream],
+                  synthetics: Stream, cfg: Config, inventory: Inventory | None = None,
+                  observed_processed: bool = False, misorientation: dict[str, float] | None = None,
+                  iteration: int = 0, step: int = 0, keep_processed: bool = False,
+                  file_notes: Sequence[FileNote] = ()) -> EventMeasurement:
+    """Measure one event. `observed` maps "NET.STA" to its raw Stream (any locations and bands:
+    the priority lists of parameters.yaml choose; counts with `inventory`) or, with
+    `observed_processed=True`, to displacement already in Z/N/E or Z/R/T. `synthetics` holds the
+    solver's displacement in N/E/Z for all stations; `file_notes` the files the reader could not
+    use (they become rows). Bad data never stop the event: they become rejected rows.
+    `keep_processed` keeps the processed Z/R/T traces per (station, band) for figures.
+
+    Stages, each rule in one place: read (io.waveforms, `file_notes`) -> select (_select,
+    measure.selection) -> QC and process (_process, measure.qc, processing) -> window (_windows)
+    -> measure (_measure_block: batched filters, NZCC, CC, SNR) -> weight (quality, categorical,
+    geographic) -> adjoint (PreparedEvent.adjoint_by_category, combine_adjoint).
+    Stations are processed STATION_BLOCK at a time and only the window segments are kept: memory
+    grows with the number of window samples, not with stations × record length."""
+    v = cfg.values
+    misorientation = misorientation or {}
+    bands = {k: cfg.band(k) for k in ("body", "surface")}
+    geo = _geometry(event, stations, cfg)
+    syn_by = _by_station(synthetics)
+    rows = _file_rows(event, file_notes)
+    faults: dict[tuple[str, str], list[str]] = {}
+    for n in file_notes:
+        if n.status == "rejected" and n.station:
+            faults.setdefault((n.network.upper(), n.station.upper()), []).append(n.reason)
+    units = _select(event, stations, observed, syn_by, SelectionRules.from_values(v), geo, faults,
+                    rows)
+    inv_by = index_inventory(inventory)
+
     wdata: list[_WindowData] = []
     axes: dict[int, TimeAxis] = {}
-    geo: dict[int, tuple[float, float, float]] = {}
     solver: dict[int, tuple[UTCDateTime, float, int]] = {}
+    unit_notes: dict[int, str] = {}
     obs_parts: list[np.ndarray] = []
     syn_parts: list[np.ndarray] = []
     snr_parts: list[np.ndarray] = []
@@ -220,65 +449,28 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
             snr_parts.append(q)
         block.clear()
 
-    for k, st in enumerate(stations):
-        code = st.code
-        _, az, baz = gps2dist_azimuth(event.latitude, event.longitude, st.latitude, st.longitude)
-        geo[k] = (float(dist[k]), az, baz)
-        base = dict(distance_deg=float(dist[k]), azimuth=az, backazimuth=baz)
-        syn = syn_by.get(_key(st), Stream())
-        obs = observed.get(code)
-        if obs is None or len(obs) == 0:
-            rows.append(_row(event.name, st, reason="no observed data", **base))
-            continue
-        if len(syn) == 0:
-            rows.append(_row(event.name, st, reason="no synthetics", **base))
-            continue
+    for u, unit in enumerate(units):
+        st, k = unit.station, unit.k
+        base = dict(geo.columns(k), **unit.labels())
+        syn = syn_by[_key(st)]
         try:
-            if observed_processed:
-                o = rotate_to_zrt(obs, baz)
-            else:
-                if prefilter is None:
-                    nyq = 0.5 * min(tr.stats.sampling_rate for tr in obs)
-                    prefilter = response_prefilter(list(bands.values()), nyq)
-                o = prepare_observed(obs, inventory, baz, prefilter, v["taper_fraction"],
-                                     v["response_water_level"], misorientation.get(code, 0.0))
-            s = prepare_synthetic(syn, baz, v["taper_fraction"])
-            for name, stream in (("observed", o), ("synthetic", s)):
-                for tr in stream:
-                    if not np.all(np.isfinite(tr.data)):
-                        raise ValueError(f"{code}: {name} {tr.stats.channel} has NaN/inf samples")
-                    if not np.any(tr.data - tr.data.mean()):
-                        raise ValueError(f"{code}: {name} {tr.stats.channel} is flat (all zero or "
-                                         "constant)")
-            axis = common_axis(o, s, v["sampling_rate"], event.time)
+            o, s, axis, spans, notes = _process(
+                unit, syn, inv_by.get(_key(st)), geo.backazimuth[k], cfg, event,
+                observed_processed, misorientation.get(st.code, 0.0))
         except (ValueError, IndexError) as e:
-            rows.append(_row(event.name, st, reason=str(e), **base))
+            extra = "; ".join(faults.get(_key(st), []))
+            rows.append(_row(event.name, st, reason=str(e) + (f" ({extra})" if extra else ""),
+                             **base))
             continue
-        axes[k] = axis
-        solver[k] = (s[0].stats.starttime, s[0].stats.delta, s[0].stats.npts)
-        record = (axis.t0, axis.t0 + (axis.npts - 1) * axis.dt)
-        wins, rejected = body_windows({p: arrivals[p][k] for p in all_phases}, body_phases,
-                                      v["body_window_before"], v["body_window_after"], record,
-                                      v["window_min_length"])
-        sw, srej = surface_windows(float(dist[k]), event.depth_km, cats,
-                                   v["surface_velocity_range"], v["surface_window_pad"],
-                                   v["surface_max_depth"], record, v["window_min_length"])
-        wins += sw
-        for cat, why in rejected + srej:
-            comp = BODY_CATEGORIES.get(cat) or SURFACE_CATEGORIES.get(cat)
-            band = "body" if cat in BODY_CATEGORIES else "surface"
-            rows.append(_row(event.name, st, component=comp, category=cat, band=band,
-                             reason=why, **base))
-        nz = noise_window(float(first_p[k]), v["noise_end_before_p"], record[0]) \
-            if np.isfinite(first_p[k]) else None
-        noise = None if nz is None else (int(round((nz[0] - axis.t0) / axis.dt)),
-                                         int(round((nz[1] - axis.t0) / axis.dt)))
+        unit_notes[u] = "; ".join(notes)
+
+        def row(**kw) -> dict:
+            return _row(event.name, st, notes=unit_notes[u], **base, **kw)
+        axes[u] = axis
+        solver[u] = (s[0].stats.starttime, s[0].stats.delta, s[0].stats.npts)
         first = len(wdata)
-        for w in wins:
-            i0 = int(np.ceil((w.start - axis.t0) / axis.dt - 1e-9))
-            i1 = int(np.floor((w.end - axis.t0) / axis.dt + 1e-9)) + 1
-            wdata.append(_WindowData(k, w, i0, i1, noise))
-        block.append(_Measured(k, o, s, axis, first, len(wdata)))
+        wdata += _windows(u, unit, axis, spans, geo, cfg, event, rows, row)
+        block.append(_Measured(u, o, s, axis, first, len(wdata)))
         if len(block) >= STATION_BLOCK:
             flush()
     flush()
@@ -287,8 +479,9 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     obs_parts.clear()
     S = np.concatenate(syn_parts) if syn_parts else np.zeros(0)
     syn_parts.clear()
-    prepared = PreparedEvent.build(event, stations, wdata, U, axes, solver,
-                                   {k: geo[k][2] for k in axes}, cfg)
+    ustations = [unit.station for unit in units]
+    prepared = PreparedEvent.build(event, ustations, wdata, U, axes, solver,
+                                   {u: geo.backazimuth[units[u].k] for u in axes}, cfg)
     nwin = len(wdata)
     win_table = None
     if nwin:
@@ -300,6 +493,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         cc, lag = cc_and_lag(S, p.U, p.lengths, taper=p.taper)
         dt_shift = lag * p.dt
         snr = np.concatenate(snr_parts)
+        # ---- weight (SPEC §4, Table 1, Appendix A)
         f1, f2, f3, wq = quality_weight(cc, snr, dt_shift, tuple(v["quality_cc"]),
                                         tuple(v["quality_snr"]), tuple(v["quality_dt"]))
         wq = np.where(np.isfinite(nz_chi) & np.isfinite(chi), wq, 0.0)
@@ -307,9 +501,11 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         wc = categorical_weights(cats_w, wq)
         st_idx = p.station_index
         used_st = np.unique(st_idx[wq > 0])
-        wgeo_st = np.zeros(len(stations))
+        wgeo_st = np.zeros(len(units))
         if used_st.size:
-            g, _ = geographic_weights(lat[used_st], lon[used_st], tuple(v["geographic_delta0_scan"]),
+            lat = np.array([units[u].station.latitude for u in used_st])
+            lon = np.array([units[u].station.longitude for u in used_st])
+            g, _ = geographic_weights(lat, lon, tuple(v["geographic_delta0_scan"]),
                                       v["geographic_scan_points"], v["geographic_ratio_fraction"])
             wgeo_st[used_st] = g
         wg = wgeo_st[st_idx]
@@ -328,24 +524,30 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
             else:
                 why.append("")
         why_a = np.array(why, dtype=object)
-        t0 = np.array([axes[k].t0 for k in st_idx])
+        t0 = np.array([axes[u].t0 for u in st_idx])
         i0 = np.array([d.i0 for d in wdata])
         win_bands = [bands[d.window.band] for d in wdata]
+        labels = {u: units[u].labels() for u in axes}
+        ks = [units[u].k for u in st_idx]
         win_table = pd.DataFrame(dict(
-            event=event.name, network=[stations[k].network for k in st_idx],
-            station=[stations[k].station for k in st_idx], location="",
+            event=event.name, network=[units[u].station.network for u in st_idx],
+            station=[units[u].station.station for u in st_idx],
+            location=[labels[u]["location"] for u in st_idx],
+            channel=[labels[u]["channel"] for u in st_idx],
             component=[d.window.component for d in wdata], category=cats_w,
             band=[d.window.band for d in wdata], stage=cfg.stage, iteration=iteration, step=step,
             min_period=[b.min_period for b in win_bands],
             max_period=[b.max_period for b in win_bands],
             win_start=t0 + i0 * p.dt, win_end=t0 + (i0 + p.lengths - 1) * p.dt,
             phases=[d.window.phases for d in wdata],
-            distance_deg=[geo[k][0] for k in st_idx], azimuth=[geo[k][1] for k in st_idx],
-            backazimuth=[geo[k][2] for k in st_idx], nzcc=1.0 - nz_chi, cc_max=cc,
+            distance_deg=geo.dist[ks] if ks else [], azimuth=[geo.azimuth[k] for k in ks],
+            backazimuth=[geo.backazimuth[k] for k in ks], nzcc=1.0 - nz_chi, cc_max=cc,
             dt=dt_shift, snr_db=snr, f_cc=f1, f_snr=f2, f_dt=f3, w_quality=wq, w_category=wc,
             w_geographic=wg, weight=weight, misfit=contrib,
-            status=np.where(why_a == "", "ok", "rejected").astype(object), reason=why_a),
+            status=np.where(why_a == "", "ok", "rejected").astype(object), reason=why_a,
+            notes=[unit_notes[u] for u in st_idx], files=[labels[u]["files"] for u in st_idx]),
             columns=COLUMNS)
+        # ---- adjoint (eq. 3): W_es W_w per window, per category; W_c in combine_adjoint
         adj *= per_sample(wq * wg, p.offsets)
         by_cat = prepared.adjoint_by_category(adj)
         del adj
@@ -361,15 +563,20 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame([], columns=COLUMNS)
     wc_map = {c: float(wc[cats_w == c][0]) for c in np.unique(cats_w)} if nwin else {}
     adjoint, times = combine_adjoint(by_cat, wc_map, prepared.solver_times)
-    for k in axes:   # every measured station gets a (possibly zero) adjoint source
-        code = stations[k].code
+    provenance: dict[str, list[str]] = {}
+    for u in axes:   # every measured station gets a (possibly zero) adjoint source
+        code = units[u].station.code
+        provenance.setdefault(code, []).extend(sorted(tr.id for tr in units[u].channels.stream))
         if code not in adjoint:
             adjoint[code] = np.zeros((3, prepared.solver_times[code].size))
             times[code] = prepared.solver_times[code]
+    shared = {c for c in provenance if sum(units[u].station.code == c for u in axes) > 1}
     processed = {}
-    for (k, band_name), (obs_b, syn_b) in (keep or {}).items():
-        processed[(stations[k].code, band_name)] = (axes[k].times, obs_b, syn_b)
-    return EventMeasurement(table, misfit, adjoint, times, prepared, by_cat, processed)
+    for (u, band_name), (obs_b, syn_b) in (keep or {}).items():
+        code = units[u].station.code
+        key = f"{code}.{units[u].location}" if code in shared else code
+        processed[(key, band_name)] = (axes[u].times, obs_b, syn_b)
+    return EventMeasurement(table, misfit, adjoint, times, prepared, by_cat, processed, provenance)
 
 
 def combine_adjoint(by_category: dict[str, dict[str, np.ndarray]], wc: dict[str, float],

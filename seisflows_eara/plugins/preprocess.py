@@ -2,8 +2,9 @@
 
 Data flow of `quantify_misfit` for one event (SeisFlows calls it in the event's task):
   solver DATA/CMTSOLUTION, DATA/STATIONS   -> event centroid, station list
-  traces/obs (any obspy format or ASDF; StationXML *.xml beside them)  -> observed
-  traces/syn (SPECFEM *.sem.ascii)         -> synthetics
+  traces/obs (any obspy format or ASDF; StationXML beside them; io.waveforms)  -> observed
+  traces/syn (SPECFEM *.sem.ascii or any obspy format)  -> synthetics
+  (files that cannot be read become rows of the table; only missing folders stop the event)
   seisflows_eara.measure.measure_event     -> table, misfit, adjoint sources, frozen windows
   writes: adjoint sources NET.STA.MX[NEZ].adj for every station of STATIONS (zeros where nothing
   was measured) + DATA/STATIONS_ADJOINT; the residuals file (one weighted window misfit per line,
@@ -12,7 +13,6 @@ Data flow of `quantify_misfit` for one event (SeisFlows calls it in the event's 
 """
 from __future__ import annotations
 
-import glob
 import os
 import pickle
 from collections import defaultdict
@@ -24,9 +24,9 @@ from seisflows.preprocess.default import Default
 
 from seisflows_eara import params
 from seisflows_eara.io.atomic import atomic_open, atomic_write_text
-from seisflows_eara.io.specfem_traces import read_synthetics, write_adjoint_source
+from seisflows_eara.io.specfem_traces import write_adjoint_source
 from seisflows_eara.io.stations import read_stations, write_stations
-from seisflows_eara.io.waveforms import read_inventory, read_observed
+from seisflows_eara.io.waveforms import read_synthetic_data, read_waveforms
 from seisflows_eara.measure import Config, EventMeasurement, PreparedEvent, event_from_file, \
     measure_event
 from seisflows_eara.measure.event import combine_adjoint
@@ -171,18 +171,20 @@ class EaraNzcc(EaraParameters, Default):
         cmt = os.path.join(data_dir, "CMTSOLUTION")
         event = event_from_file(cmt)
         stations = read_stations(os.path.join(data_dir, "STATIONS"))
-        observed, inventory = read_observed_dir(obs_path, event.time)
-        if not len(observed):
+        if not os.path.exists(obs_path) or (os.path.isdir(obs_path) and not os.listdir(obs_path)):
             raise FileNotFoundError(f"event {event_name}: no observed data in {obs_path}")
-        synthetics = read_synthetics(syn_path, event.time)
+        obs = read_waveforms(obs_path, event.time, "observed")
+        syn = read_synthetic_data(syn_path, event.time)
+        if not len(syn.stream):
+            raise FileNotFoundError(f"event {event_name}: no readable synthetics in {syn_path} "
+                                    f"({'; '.join(n.reason for n in syn.notes) or 'no files'})")
         by_station: dict[str, obspy.Stream] = defaultdict(obspy.Stream)
-        for tr in observed:
+        for tr in obs.stream:
             by_station[f"{tr.stats.network}.{tr.stats.station}"] += tr
-        return measure_event(event, stations, dict(by_station), synthetics,
-                             Config(self.eara, stage), inventory=inventory,
-                             observed_processed=inventory is None,
+        return measure_event(event, stations, dict(by_station), syn.stream,
+                             Config(self.eara, stage), inventory=obs.inventory,
                              misorientation=read_misorientation_table(self.misorientation_file),
-                             iteration=iteration, step=step)
+                             iteration=iteration, step=step, file_notes=obs.notes + syn.notes)
 
     @staticmethod
     def write_adjoint_sources(m: EventMeasurement, data_dir: str, folder: str) -> None:
@@ -214,12 +216,6 @@ class EaraNzcc(EaraParameters, Default):
 def read_observed_dir(path: str, reference_time: obspy.UTCDateTime
                       ) -> tuple[obspy.Stream, obspy.Inventory | None]:
     """Observed data of one event: waveform files of any obspy format, SPECFEM ascii, or ASDF, with
-    StationXML files (*.xml) beside them. No StationXML: the data are displacement in m."""
-    asdf = glob.glob(os.path.join(path, "*.h5")) + glob.glob(os.path.join(path, "*.asdf"))
-    if asdf:
-        st, inv = read_observed(asdf[0], reference_time)
-        return st, inv
-    xml = sorted(glob.glob(os.path.join(path, "*.xml")))
-    inv = read_inventory(path) if xml else None
-    st, _ = read_observed(path, reference_time)
-    return st, inv
+    StationXML files beside them (io.waveforms.read_waveforms; files it cannot use are left out)."""
+    data = read_waveforms(path, reference_time, "observed")
+    return data.stream, data.inventory
