@@ -451,3 +451,36 @@ def test_malformed_event_files_name_line_and_field(tmp_path):
     nameless = tmp_path / "CMTSOLUTION_EV7"
     nameless.write_text("".join(lines[:1] + ["event name:\n"] + lines[2:]))
     assert event_from_file(str(nameless)).name == "EV7"
+
+
+def test_asdf_and_massdownloader_layouts_read_as_the_files_themselves(kbl, tmp_path):
+    """The record in an ASDF file (with its StationXML), and in MassDownloader's waveforms/ +
+    stations/ folders: the same traces and inventory, the same measurement."""
+    import pyasdf
+    from seisflows_eara.io.specfem_traces import read_synthetics
+    from seisflows_eara.io.waveforms import read_synthetic_data, read_waveforms
+    ev, sta, obs, inv, syn, m0 = kbl
+    with pyasdf.ASDFDataSet(str(tmp_path / "obs.h5"), mode="w") as ds:
+        ds.add_waveforms(obs, tag="raw_recording")
+        ds.add_stationxml(inv)
+    (tmp_path / "md" / "waveforms").mkdir(parents=True)
+    (tmp_path / "md" / "stations").mkdir()
+    for tr in obs:
+        tr.write(str(tmp_path / "md" / "waveforms" / f"{tr.id}__20100903T163057Z.mseed"),
+                 format="MSEED")
+    inv.write(str(tmp_path / "md" / "stations" / "IU.KBL.xml"), format="STATIONXML")
+    for where in ("obs.h5", "md"):
+        d = read_waveforms(str(tmp_path / where), ev.time)
+        assert len(d.stream) == 3 and d.inventory is not None and not d.notes
+        m = measure_event(ev, sta, {"IU.KBL": d.stream}, syn, _cfg(), inventory=d.inventory)
+        pd.testing.assert_frame_equal(_windows(m.table)[MEASURED], _windows(m0.table)[MEASURED],
+                                      check_exact=True)
+    # synthetics: a folder of SAC files reads as the MiniSEED file does
+    (tmp_path / "sac").mkdir()
+    for tr in syn:
+        tr.write(str(tmp_path / "sac" / f"{tr.id}.sac"), format="SAC")
+    a = read_synthetics(str(tmp_path / "sac"), ev.time)
+    b = read_synthetic_data(str(tmp_path / "sac"), ev.time).stream
+    assert len(a) == len(b) == 3
+    for x, y in zip(sorted(a, key=lambda t: t.id), sorted(syn, key=lambda t: t.id)):
+        np.testing.assert_array_equal(x.data, y.data)

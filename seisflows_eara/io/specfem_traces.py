@@ -64,12 +64,20 @@ def read_sem_ascii(path: str, reference_time: UTCDateTime) -> Trace:
 
 
 def read_synthetics(path: str, reference_time: UTCDateTime) -> Stream:
-    """Synthetics from a directory of `*.sem.ascii` files, an ASDF file (any waveform tag) or a
-    waveform file obspy reads."""
+    """Synthetics from a directory of `*.sem.ascii` files (or of waveform files in any obspy
+    format), an ASDF file (any waveform tag) or a waveform file obspy reads. Raises at the first
+    bad file (io.waveforms.read_synthetic_data keeps going instead)."""
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "*.sem.ascii")))
-        if not files:
-            raise FileNotFoundError(f"no *.sem.ascii synthetics in {path}")
+        if not files:      # a folder of SAC, MiniSEED, ... files (io.waveforms reads them)
+            from seisflows_eara.io.waveforms import read_waveforms
+            data = read_waveforms(path, reference_time, "synthetic")
+            bad = [n.reason for n in data.notes if n.status == "rejected"]
+            if bad:
+                raise ValueError(bad[0])
+            if not len(data.stream):
+                raise FileNotFoundError(f"no synthetics (*.sem.ascii or waveform files) in {path}")
+            return data.stream
         return Stream([read_sem_ascii(f, reference_time) for f in files])
     if path.endswith((".h5", ".asdf")):
         import pyasdf

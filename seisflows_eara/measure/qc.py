@@ -14,6 +14,7 @@ longer than `gap_interpolation_max` s are interpolated on purpose and only noted
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,7 @@ def index_inventory(inventory: Inventory | None) -> dict[tuple[str, str], Invent
         for sta in net:
             key = (net.code.upper(), sta.code.upper())
             sub = out.setdefault(key, Inventory(networks=[], source=inventory.source))
-            n = net.copy()
+            n = copy.copy(net)          # shallow: the station objects are shared, not copied
             n.stations = [sta]
             sub.networks.append(n)
     return out
