@@ -363,6 +363,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("structure_step_samples", 61, "count",
           "Number of alpha values evaluated across structure_step_range", "optimize",
           _num(3, None, integer=True)),
+    Param("structure_line_search_grid", 61, "count",
+          "misfit cc_traveltime/multitaper: alpha values across structure_step_range at which each "
+          "event task measures its extrapolated misfit (the master takes the best grid point)",
+          "optimize", _num(3, None, integer=True)),
     Param("powell_threshold", 0.2, "dimensionless",
           "Powell restart when Pg_i.Pg_(i-1) / Pg_(i-1).Pg_(i-1) exceeds this for every parameter",
           "optimize", _num(0.0, None, lo_open=True)),

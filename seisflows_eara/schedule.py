@@ -122,6 +122,11 @@ class EventMarkers:
     def mark(self, step: Step, event: str) -> None:
         atomic_write_text(self._path(step, event), "")
 
+    def unmark(self, step: Step, event: str) -> None:
+        """Forget that `event` finished `step` (its output is found to belong to another trial)."""
+        if os.path.exists(self._path(step, event)):
+            os.remove(self._path(step, event))
+
     def clear(self, step: Step) -> None:
         """Forget which events finished `step` (a line-search retry repeats its trial forward)."""
         folder = os.path.join(self.root, step.key)

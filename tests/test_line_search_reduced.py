@@ -144,7 +144,7 @@ def test_zero_energy_and_zero_weight_windows_count_like_re_measurement(events):
             assert f(a) == pytest.approx(g(a), rel=1e-12)
     finally:
         prep.U = kept
-    assert np.isnan(f.per_window(0.01)).sum() == 1 and f.windows == (prep.weights > 0).sum()
+    assert f.windows == (prep.weights > 0).sum() - 1       # window i never counts
     st0 = st.copy()
     st0[prep.offsets[j]:prep.offsets[j + 1]] = 0.0         # s(ε) = 0 in window j
     t = reduced.event_terms("g", s0, st0, prep.U, prep.taper, prep.dt, prep.offsets,
@@ -218,3 +218,119 @@ def test_grid_starts_at_zero_and_sums_events_with_wc():
     up = reduced.GridTerms(a, np.array([[1.0, 1.5, 1.0]]), ("pz",), ("E3",), 1, EPS)
     r = reduced.grid_line_search([up], {"pz": 1.0}, (0.0, 0.02))
     assert not r.accepted and r.alpha == 0.0 and r.misfit == 1.0     # a tie is no decrease
+
+
+# ---------------------------------------------------------------- the workflow's retry fallbacks
+class _Killed(BaseException):
+    """A kill of the master (not an Exception: nothing catches it)."""
+
+
+def _workflow(tmp_path, kill_at: int | None = None):
+    """The workflow plugin's trial-forward / model-update methods on stand-ins: trial forwards that
+    only record which trial model ran, terms from in-memory windows (a trial model named 'bad'
+    moves away from the data, 'good' toward it), direction retries that rename the trial."""
+    from types import SimpleNamespace
+
+    from seisflows_eara.plugins.optimize import EaraPcg
+    from seisflows_eara.plugins.workflow import EaraInversion
+    from seisflows_eara.schedule import Step, WorkflowState
+    from seisflows_eara.windows.ragged import offsets_from_lengths
+    rng = np.random.default_rng(3)
+    lengths = np.array([300, 200, 250])
+    offsets = offsets_from_lengths(lengths)
+    data = {e: (rng.standard_normal(offsets[-1]), rng.standard_normal(offsets[-1]))
+            for e in ("E1", "E2")}
+    wf = EaraInversion.__new__(EaraInversion)
+    wf._eara_all = params.defaults()
+    wf.path = SimpleNamespace(workdir=str(tmp_path), eara_state=str(tmp_path / "state.json"),
+                              markers=str(tmp_path / "markers"), output=str(tmp_path / "out"))
+    log = []
+    ran: dict[str, str] = {}
+    wf.solver = SimpleNamespace(source_names=["E1", "E2"], source_name=None)
+
+    def run(tasks, **kw):
+        for e in wf.solver.source_names:
+            wf.solver.source_name = e
+            tasks[0]()
+    wf.system = SimpleNamespace(run=run, ntask=2)
+
+    def forward(step, model, **kw):
+        if kill_at is not None and len(log) + 1 == kill_at:
+            raise _Killed()
+        ran[wf.solver.source_name] = model
+        log.append((wf.solver.source_name, model))
+    wf._forward = forward
+
+    def terms(prepared, s0, strial, trial_step, output, event, key):
+        s, u = data[event]
+        sign = 1.0 if "good" in ran[event] else -1.0
+        st = s + sign * trial_step * (u - s) / 0.02
+        reduced.write_terms(output, reduced.event_terms(
+            event, s, st, u, None, 0.1, offsets, np.ones(3), ["pz", "sh", "pz"], trial_step,
+            key))
+
+    def retry(info, restart):
+        eps = 0.01 if restart else info["trial_step"] * 0.5
+        name = "good" if restart else "bad"
+        return dict(info, trial_step=eps, trial_model=f"{name}_{eps}",
+                    direction="restart.npz" if restart else info["direction"])
+    updated = {}
+    wf.optimize = SimpleNamespace(
+        structure_line_search_terms=terms, retry_direction=retry, max_step_retries=1,
+        structure_step_range=[0.0, 0.03],
+        structure_line_search=EaraPcg.structure_line_search.__get__(wf),
+        write_updated_model=lambda m, d, a, new, mesh: updated.update(alpha=a, direction=d))
+    wf.preprocess = SimpleNamespace(load_prepared=lambda key, e: None)
+    step = Step(1, "structure", 1, "model_update", 1)
+    state = WorkflowState.load(wf.path.eara_state)
+    if "wc" not in state.records:
+        state.records.update(model="m0", wc={step.sibling("forward").key: {"pz": 0.5, "sh": 1.0}},
+                             directions={step.sibling("direction").key: dict(
+                                 direction="d.npz", trial_model="bad_0.01", trial_step=0.01,
+                                 mesh="mesh")})
+        state.save()
+    return wf, step, log, updated
+
+
+def test_workflow_retries_smaller_step_then_restart_and_resumes_after_a_kill(tmp_path):
+    """Rejected trial ('bad'), a smaller trial step (still 'bad'), then β = 0 ('good'): three trial
+    forwards per event, new terms each time, the accepted α fits the data (0.02). Killed during the
+    retry's trial forward and resumed: the same α, and no finished trial forward repeated."""
+    wf, step, log, updated = _workflow(tmp_path / "a")
+    wf._step_trial_forward(step.sibling("trial_forward"))
+    wf._step_model_update(step)
+    assert [m for e, m in log if e == "E1"] == ["bad_0.01", "bad_0.005", "good_0.01"]
+    assert updated["direction"] == "restart.npz" and updated["alpha"] == pytest.approx(0.02, abs=1e-5)
+    rec = wf.state.records["line_searches"][step.key]
+    assert rec["accepted"] and rec["method"] == "nzcc_closed_form" and rec["windows"] == 6
+
+    # killed at the 4th trial forward (E2's run of the first retry), then resumed
+    wf, step, log, updated2 = _workflow(tmp_path / "b", kill_at=4)
+    wf._step_trial_forward(step.sibling("trial_forward"))
+    with pytest.raises(_Killed):
+        wf._step_model_update(step)
+    done = list(log)
+    wf, step, log, updated2 = _workflow(tmp_path / "b")
+    wf._step_model_update(step)
+    assert done == [("E1", "bad_0.01"), ("E2", "bad_0.01"), ("E1", "bad_0.005")]
+    assert log == [("E2", "bad_0.005"), ("E1", "good_0.01"), ("E2", "good_0.01")]
+    assert updated2 == updated
+
+
+def test_workflow_reruns_a_trial_whose_terms_belong_to_an_earlier_try(tmp_path):
+    """Killed after a retry's direction record was saved but before the trial markers were
+    cleared: the terms files carry the earlier trial's key, so those trial forwards run again
+    (and only those) instead of a line search on the earlier trial's terms."""
+    wf, step, log, updated = _workflow(tmp_path)
+    trial = step.sibling("trial_forward")
+    wf._step_trial_forward(trial)
+    state = wf.state
+    info = state.records["directions"][step.sibling("direction").key]
+    state.records["directions"][step.sibling("direction").key] = dict(
+        info, trial_model="good_0.01", direction="restart.npz", retries=2)
+    state.save()                       # ... and the kill: markers of 'bad_0.01' still there
+    assert wf.markers.done(trial, "E1") and wf.markers.done(trial, "E2")
+    wf, step, log2, updated = _workflow(tmp_path)
+    wf._step_model_update(step)
+    assert log2 == [("E1", "good_0.01"), ("E2", "good_0.01")]
+    assert updated["alpha"] == pytest.approx(0.02, abs=1e-5)

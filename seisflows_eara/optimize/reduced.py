@@ -203,26 +203,43 @@ class ReducedMisfit:
     def __init__(self, terms: WindowTerms, wc: dict[str, float]):
         wcat = np.array([float(wc.get(c, 0.0)) for c in terms.categories])
         w = wcat[terms.category] * terms.weight if terms.nwin else np.zeros(0)
-        keep = w > 0
-        p = {k: v[keep] for k, v in terms.products.items()}
+        p = terms.products
+        keep = (w > 0) & (p["uu"] > 0)          # U = 0: NZCC undefined at every α
+        root_u = np.sqrt(p["uu"][keep])
         self.w = w[keep]
-        self.a, self.b, self.c = p["su0"], p["sud"], p["ss0"]
-        self.d2, self.e, self.u = 2.0 * p["s0d"], p["sdd"], p["uu"]
+        self.a, self.b = p["su0"][keep] / root_u, p["sud"][keep] / root_u
+        self.c, self.d2, self.e = p["ss0"][keep], 2.0 * p["s0d"][keep], p["sdd"][keep]
+        self.total_weight = float(self.w.sum())
         self.eps = terms.trial_step
         self.windows = int(self.w.size)
 
+    def _ratio(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """NZCC·(0 where undefined) per window and the mask of defined windows."""
+        x = alpha / self.eps
+        ss = self.e * x                         # C + 2 a D + a² E, in place
+        ss += self.d2
+        ss *= x
+        ss += self.c
+        ok = ss > 0
+        if not ok.all():
+            ss[~ok] = 1.0
+        np.sqrt(ss, out=ss)
+        su = self.b * x
+        su += self.a
+        su /= ss
+        if not ok.all():
+            su[~ok] = 0.0
+        return su, ok
+
     def per_window(self, alpha: float) -> np.ndarray:
         """1 − NZCC per window at step α (NaN where undefined)."""
-        x = alpha / self.eps
-        su = self.a + x * self.b
-        ss = self.c + x * (self.d2 + x * self.e)
-        ok = (ss > 0) & (self.u > 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(ok, 1.0 - su / np.sqrt(ss * self.u), np.nan)
+        r, ok = self._ratio(float(alpha))
+        return np.where(ok, 1.0 - r, np.nan)
 
     def __call__(self, alpha: float) -> float:
-        chi = self.per_window(float(alpha))
-        return float(np.sum(self.w * np.nan_to_num(chi, nan=0.0)))
+        r, ok = self._ratio(float(alpha))
+        total = self.total_weight if ok.all() else float(self.w[ok].sum())
+        return total - float(np.dot(self.w, r))
 
 
 def line_search(terms: WindowTerms, wc: dict[str, float], step_range: Sequence[float],

@@ -5,8 +5,11 @@ Structure iteration (called by the workflow's master steps):
                         -> seisflows_eara.optimize.structure: damp, sum, precondition, smooth, PR-CG
                         -> output/directions/<step>/direction.npz, trial model (m + ε d) GLL folder,
                            PR-CG state (g, Pg, d) in scratch/optimize/pcg (resume continues it)
-  structure_line_search frozen windows (PreparedEvent) + forward and trial synthetics of all events
-                        -> χ(α) on extrapolated synthetics, α chosen, accepted only if χ decreases
+  structure_line_search_terms  (in each event's trial-forward task) frozen windows + s0 window
+                        segments of the forward + trial synthetics -> per-window NZCC inner products
+                        (or the misfit on an α grid) in a small .npz (seisflows_eara.optimize.reduced)
+  structure_line_search the events' .npz files + all-event W_c -> χ(α) in closed form, α chosen,
+                        accepted only if χ decreases (no waveforms in the master)
   write_updated_model   m + α d written as a new GLL folder (complete folder renamed into place)
   retry_direction       fallback when no α decreases χ: smaller ε, then β = 0 (steepest descent)
 Source iteration (SPEC §5, per event):
@@ -35,6 +38,7 @@ from seisflows_eara.measure import event_from_file
 from seisflows_eara.model import GllFields, read_fields, read_mesh, write_fields
 from seisflows_eara.model.parametrization import MODEL_FILES, reference, tiso_mask, update_model
 from seisflows_eara.optimize import OptimizerState
+from seisflows_eara.optimize import reduced
 from seisflows_eara.optimize import structure as core
 from seisflows_eara.optimize.pcg import scale
 from seisflows_eara.plugins.base import EaraParameters
@@ -150,21 +154,59 @@ class EaraPcg(EaraParameters, Gradient):
             shutil.rmtree(output)
         os.replace(tmp, output)
 
-    def structure_line_search(self, prepared: dict, s0: dict[str, str], strial: dict[str, str],
-                              wc: dict[str, float], trial_step: float) -> dict:
-        """α on the extrapolated synthetics of every event, all-event W_c (Table 1, eq. C6)."""
-        seg0, segt, measures = [], [], []
-        for name, prep in prepared.items():
-            prep.wc = np.array([wc.get(str(c), 0.0) for c in prep.categories])
-            seg0.append(prep.segments_from_processed(prep.process(
-                read_synthetics(s0[name], prep.event.time))))
-            segt.append(prep.segments_from_processed(prep.process(
-                read_synthetics(strial[name], prep.event.time))))
-            measures.append(prep.misfit_from_segments)
-        chi = core.extrapolated_misfit(seg0, segt, measures, trial_step)
-        r = core.line_search(chi, self.eara)
+    def structure_line_search_terms(self, prepared, s0: str, strial: str, trial_step: float,
+                                    output: str, event: str, key: str = "") -> int:
+        """In the event's trial-forward task: the event's share of the line search (eq. C6),
+        written to `output` — for NZCC the six inner products per window (closed form,
+        seisflows_eara.optimize.reduced), for the pyadjoint misfits the event's misfit on the α
+        grid (structure_line_search_grid points). s0 is the forward's measured window segments
+        kept in `prepared`; `s0` (its synthetics folder) is read only for frozen windows pickled
+        before they were kept. Returns the number of windows."""
+        t0 = prepared.event.time
+        s_trial = prepared.segments(read_synthetics(strial, t0))
+        seg0 = getattr(prepared, "synthetic", None)
+        if seg0 is None or seg0.size != s_trial.size:
+            seg0 = prepared.segments(read_synthetics(s0, t0))
+        if self.eara["misfit"] == "nzcc":
+            t = reduced.event_terms(event, seg0, s_trial, prepared.U, prepared.taper, prepared.dt,
+                                    prepared.offsets, prepared.weights, prepared.categories,
+                                    trial_step, key)
+            reduced.write_terms(output, t)
+            return t.nwin
+        alphas = reduced.search_grid(self.eara["structure_step_range"],
+                                     self.eara["structure_line_search_grid"])
+        g = reduced.grid_terms(event, seg0, s_trial, prepared.weights, prepared.categories,
+                               lambda S: prepared.other_misfit(S)[0], alphas, trial_step, key)
+        reduced.write_grid(output, g)
+        return g.windows
+
+    def structure_line_search(self, terms: dict[str, str], wc: dict[str, float],
+                              trial_step: float) -> dict:
+        """α from the events' line-search terms (files of structure_line_search_terms) with the
+        all-event W_c (Table 1, eq. C6): closed-form NZCC minimized like
+        extrapolated_line_search (grid + bounded refinement), or the best point of the summed
+        grids for the pyadjoint misfits; accepted only if χ decreases."""
+        parts = []
+        for event, path in terms.items():
+            p = reduced.read_terms(path)
+            if not np.isclose(p.trial_step, trial_step, rtol=1e-12, atol=0.0):
+                raise ValueError(f"event {event}: line-search terms {path} are for trial step "
+                                 f"{p.trial_step}, the direction's is {trial_step}")
+            parts.append(p)
+        v = self.eara
+        if all(isinstance(p, reduced.WindowTerms) for p in parts):
+            allw = reduced.concatenate(parts)
+            del parts
+            r = reduced.line_search(allw, wc, v["structure_step_range"], v["structure_step_samples"])
+            method, nwin = "nzcc_closed_form", allw.nwin
+        elif all(isinstance(p, reduced.GridTerms) for p in parts):
+            r = reduced.grid_line_search(parts, wc, v["structure_step_range"])
+            method, nwin = "grid", sum(p.windows for p in parts)
+        else:
+            raise ValueError(f"line-search terms of mixed kinds in {sorted(terms.values())}")
         return dict(alpha=r.alpha, misfit=r.misfit, misfit0=r.misfit0, accepted=r.accepted,
-                    alphas=r.alphas.tolist(), misfits=r.misfits.tolist(), trial_step=trial_step)
+                    alphas=r.alphas.tolist(), misfits=r.misfits.tolist(), trial_step=trial_step,
+                    method=method, windows=nwin, events=len(terms))
 
     def retry_direction(self, info: dict, restart: bool) -> dict:
         """Fallback of a rejected line search: a smaller trial step on the same direction, or

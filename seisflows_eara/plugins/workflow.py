@@ -324,25 +324,56 @@ class EaraInversion(EaraParameters, WorkflowCompat, Inversion):
         state.save()
 
     def _step_trial_forward(self, step: Step) -> None:
-        """One forward per event at m + ε d (eq. C6), not measured."""
-        trial = self.state.records["directions"][step.sibling("direction").key]["trial_model"]
+        """One forward per event at m + ε d (eq. C6), not measured; in the same event task, the
+        event's line-search terms (optimize.structure_line_search_terms): the master's line
+        search then reads only these small files. The terms file carries the trial it belongs to
+        (`_trial_key`), so a resumed or retried line search never mixes trials."""
+        fwd, dstep = step.sibling("forward"), step.sibling("direction")
+        info = self.state.records["directions"][dstep.key]
+        trial, eps, key = info["trial_model"], float(info["trial_step"]), _trial_key(info)
 
         def task(step: Step) -> None:
+            event = self.solver.source_name
             self._forward(step, trial, save_forward=False, measure=False)
+            self.optimize.structure_line_search_terms(
+                prepared=self.preprocess.load_prepared(fwd.key, event),
+                s0=self.traces_path(fwd, event), strial=self.traces_path(step, event),
+                trial_step=eps, output=self.line_search_terms_path(step, event), event=event,
+                key=key)
         self._run_events(step, task)
 
+    def line_search_terms_path(self, step: Step, event: str) -> str:
+        """The event's line-search terms of a trial forward (scratch/line_search/<step>/<event>.npz)."""
+        return os.path.join(self.path.workdir, "scratch", "line_search", step.key, f"{event}.npz")
+
+    def _ensure_trial_terms(self, trial: Step, info: dict) -> None:
+        """Every event's terms belong to the current trial (`info`); events whose file is missing
+        or of another trial (a kill between a retry's state and its markers, or a run begun before
+        the terms existed) run their trial forward again; finished ones are not repeated."""
+        from seisflows_eara.optimize.reduced import term_key
+        key, stale = _trial_key(info), []
+        for e in self.solver.source_names:
+            if self.markers.done(trial, e) and term_key(self.line_search_terms_path(trial, e)) != key:
+                self.markers.unmark(trial, e)
+                stale.append(e)
+        if stale:
+            logger.info(f"{trial.key}: line-search terms of {', '.join(stale)} are not of the "
+                        "current trial; their trial forward runs again")
+        if any(not self.markers.done(trial, e) for e in self.solver.source_names):
+            self._step_trial_forward(trial)
+
     def _step_model_update(self, step: Step) -> None:
-        """Line search on the linearly extrapolated synthetics of all events; the accepted model
-        becomes current. No decrease: a smaller trial step (new trial forward), then a restart with
-        β = 0; never accept an increase."""
+        """Line search on the events' line-search terms (closed-form χ(α) of the linearly
+        extrapolated synthetics, eq. C6); the accepted model becomes current. No decrease: a
+        smaller trial step (new trial forward), then a restart with β = 0; never accept an
+        increase."""
         fwd, trial, dstep = (step.sibling(t) for t in ("forward", "trial_forward", "direction"))
         wc = self.state.records["wc"][fwd.key]
         events = self.solver.source_names
         info = self.state.records["directions"][dstep.key]
+        self._ensure_trial_terms(trial, info)
         result = self.optimize.structure_line_search(
-            prepared={e: self.preprocess.load_prepared(fwd.key, e) for e in events},
-            s0={e: self.traces_path(fwd, e) for e in events},
-            strial={e: self.traces_path(trial, e) for e in events}, wc=wc,
+            terms={e: self.line_search_terms_path(trial, e) for e in events}, wc=wc,
             trial_step=info["trial_step"])
         state = self.state
         state.records.setdefault("line_searches", {})[step.key] = {
@@ -367,8 +398,7 @@ class EaraInversion(EaraParameters, WorkflowCompat, Inversion):
         new_info["retries"] = retries + 1
         state.records["directions"][dstep.key] = new_info
         state.save()
-        for t in (trial,):
-            self.markers.clear(t)
+        self.markers.clear(trial)
         self._step_trial_forward(trial)
         self._step_model_update(step)
 
@@ -476,6 +506,12 @@ class EaraInversion(EaraParameters, WorkflowCompat, Inversion):
 
 class LineSearchError(RuntimeError):
     """No step decreased the misfit, even after the documented fallbacks."""
+
+
+def _trial_key(info: dict) -> str:
+    """Which trial of a structure iteration a direction record describes (retries change it)."""
+    return json.dumps([info["direction"], info["trial_model"], float(info["trial_step"]),
+                       int(info.get("retries", 0))])
 
 
 def _tag(step: Step) -> str:
