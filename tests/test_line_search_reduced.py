@@ -334,3 +334,34 @@ def test_workflow_reruns_a_trial_whose_terms_belong_to_an_earlier_try(tmp_path):
     wf._step_model_update(step)
     assert log2 == [("E1", "good_0.01"), ("E2", "good_0.01")]
     assert updated["alpha"] == pytest.approx(0.02, abs=1e-5)
+
+
+def test_plugin_terms_use_the_kept_segments_or_read_s0_for_older_pickles(events, tmp_path):
+    """optimize.structure_line_search_terms in the event task: s_ε read from the trial run's
+    folder; s0 from the forward's kept segments, or (frozen windows pickled before they were
+    kept) from the forward's synthetics folder, with the same terms; then the master's
+    structure_line_search on the file equals the in-memory closed form."""
+    import copy
+    from types import SimpleNamespace
+
+    from seisflows_eara.plugins.optimize import EaraPcg
+    prep = events["greece"][0]
+    fake = SimpleNamespace(eara=params.defaults())
+    terms = EaraPcg.structure_line_search_terms.__get__(fake)
+    n = terms(prep, s0="/nonexistent", strial=str(GRC / "tiny_1d"), trial_step=EPS,
+              output=str(tmp_path / "a.npz"), event="g", key="k1")
+    old = copy.copy(prep)
+    old.synthetic = None
+    terms(old, s0=str(GRC / "tiny_1d"), strial=str(GRC / "tiny_1d"), trial_step=EPS,
+          output=str(tmp_path / "b.npz"), event="g", key="k1")
+    a, b = reduced.read_terms(str(tmp_path / "a.npz")), reduced.read_terms(str(tmp_path / "b.npz"))
+    assert n == a.nwin == (prep.weights > 0).sum() and a.key == "k1"
+    for k in reduced.PRODUCTS:
+        assert np.array_equal(a.products[k], b.products[k]), k
+    assert not np.any(a.products["sud"])           # s_ε = s0 here
+    wc = _all_event_wc([prep])
+    r = EaraPcg.structure_line_search.__get__(fake)({"g": str(tmp_path / "a.npz")}, wc, EPS)
+    assert r["method"] == "nzcc_closed_form" and not r["accepted"]
+    assert r["misfit0"] == pytest.approx(reduced.ReducedMisfit(a, wc)(0.0), rel=1e-15)
+    with pytest.raises(ValueError, match="trial step 0.01"):
+        EaraPcg.structure_line_search.__get__(fake)({"g": str(tmp_path / "a.npz")}, wc, 0.005)
