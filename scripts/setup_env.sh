@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
 fi
-.venv/bin/python -m pip install -q -e ".[test,sf2]"
+.venv/bin/python -m pip install -q -e ".[test,sf2,mpi]"
 
 WHEEL=../shared/vendor/seisflows-3.5.6-py3-none-any.whl
 if [ "${SEISFLOWS3:-1}" = 0 ]; then

@@ -44,7 +44,7 @@ COMMANDS: list[Command] = [
 def _register_optional() -> None:
     """Import the modules that add subcommands (they append to COMMANDS)."""
     import importlib
-    for mod in ("measure", "estimate", "plot", "demo"):
+    for mod in ("measure", "estimate", "plot", "demo", "direction"):
         try:
             importlib.import_module(f"seisflows_eara.commands.{mod}")
         except ModuleNotFoundError as e:

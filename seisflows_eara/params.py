@@ -249,6 +249,9 @@ PARAMETERS: tuple[Param, ...] = (
           "441 cores)", "system", _num(0.0, None, lo_open=True)),
     Param("slurm_walltime_serial", 60.0, "min", "Walltime of a single-core task (source line search, "
           "single tasks)", "system", _num(0.0, None, lo_open=True)),
+    Param("slurm_walltime_direction", 60.0, "min", "Walltime of the structure-direction job (nproc "
+          "ranks, one per slice: damping, summation, preconditioning, smoothing, PR-CG, trial model)",
+          "system", _num(0.0, None, lo_open=True)),
     Param("slurm_task_retries", 2, "count", "Resubmissions of a failed task before it is reported by "
           "event name", "system", _num(0, None, integer=True)),
     Param("slurm_poll_seconds", 10.0, "s", "Interval between job-state queries (squeue)", "system",
@@ -441,6 +444,10 @@ PARAMETERS: tuple[Param, ...] = (
           "Gaussian smoothing of the gradient (SPEC §6 step 4): python (seisflows_eara.kernels, "
           "the same operator, on the master) or xsmooth_sem (SPECFEM's program, MPI)", "solver",
           lambda v: None if v in ("python", "xsmooth_sem") else "must be python or xsmooth_sem"),
+    Param("python_smoothing_max_hours", 2.0, "h",
+          "The direction job refuses the Python smoother when its estimate per rank (merged points x "
+          "points within 3 sigma) exceeds this; above a quarter of it, it warns (use xsmooth_sem)",
+          "solver", _num(0.0, None, lo_open=True)),
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}

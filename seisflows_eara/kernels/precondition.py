@@ -25,12 +25,15 @@ def nonnegative_hessian(hess: np.ndarray, rule: str = "abs") -> np.ndarray:
     raise ValueError(f"hessian_rule {rule!r}: must be one of {RULES}")
 
 
-def preconditioner(hess: np.ndarray, threshold: float, rule: str = "abs") -> np.ndarray:
-    """P = 1/max(H'/max H', threshold) on every point of `hess`."""
+def preconditioner(hess: np.ndarray, threshold: float, rule: str = "abs",
+                   hmax: float | None = None) -> np.ndarray:
+    """P = 1/max(H'/max H', threshold) on every point of `hess`; `hmax` is max H' over the whole
+    mesh when `hess` is one slice of it (default: the maximum of `hess` itself)."""
     if not 0 < threshold <= 1:
         raise ValueError(f"hessian_threshold {threshold}: must be in (0, 1]")
     h = nonnegative_hessian(np.asarray(hess, float), rule)
-    hmax = float(np.max(h)) if h.size else 0.0
+    if hmax is None:
+        hmax = float(np.max(h)) if h.size else 0.0
     if not np.all(np.isfinite(h)) or hmax <= 0:
         raise ValueError("the summed pseudo-Hessian is zero or not finite: no kernel run "
                          "contributed (check APPROXIMATE_HESS_KL and the adjoint sources)")

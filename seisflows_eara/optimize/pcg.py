@@ -63,27 +63,61 @@ def powell_ratios(pg: Fields, pg_prev: Fields) -> dict[str, float]:
     return out
 
 
+@dataclass
+class PrSums:
+    """The global inner products one PR-CG step needs (sums over all GLL points; a slice-parallel
+    job adds per-slice partial sums, seisflows_eara.direction)."""
+    g_pg: float                     # g_i·Pg_i
+    g_d0: float = 0.0               # g_i·d_{i−1} (raw)
+    g0_pg0: float = 0.0             # g_{i−1}·Pg_{i−1}
+    dg_pg: float = 0.0              # (g_i − g_{i−1})·Pg_i
+    pg_pg0: dict[str, float] = field(default_factory=dict)    # per parameter Pg_i·Pg_{i−1}
+    pg0_pg0: dict[str, float] = field(default_factory=dict)   # per parameter Pg_{i−1}·Pg_{i−1}
+
+
+def _vdot(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.vdot(a, b).real)
+
+
+def pr_sums(g: Fields, pg: Fields, prev: tuple[Fields, Fields, Fields] | None) -> PrSums:
+    """PrSums of arrays (one process, or one slice's partial sums)."""
+    out = PrSums(sum(_vdot(g[k], pg[k]) for k in g))
+    if prev is not None:
+        g0, pg0, d0 = prev
+        out.g_d0 = sum(_vdot(g[k], d0[k]) for k in g)
+        out.g0_pg0 = sum(_vdot(g0[k], pg0[k]) for k in g0)
+        out.dg_pg = sum(_vdot(g[k] - g0[k], pg[k]) for k in g)
+        out.pg_pg0 = {k: _vdot(pg[k], pg0[k]) for k in pg}
+        out.pg0_pg0 = {k: _vdot(pg0[k], pg0[k]) for k in pg}
+    return out
+
+
+def pr_coefficients(sums: PrSums, has_previous: bool, powell_threshold: float
+                    ) -> tuple[float, str, dict[str, float]]:
+    """(β, restart reason, Powell ratios) of eq. C2 with the Powell and descent restarts."""
+    if not has_previous:
+        return 0.0, "first iteration of the stage", {}
+    ratios = {k: sums.pg_pg0[k] / d if d > 0 else np.inf for k, d in sums.pg0_pg0.items()}
+    beta, reason = 0.0, ""
+    if all(r > powell_threshold for r in ratios.values()):
+        reason = f"Powell restart: R > {powell_threshold} for every parameter"
+    elif sums.g0_pg0 <= 0:
+        reason = "previous g·Pg <= 0"
+    else:
+        beta = sums.dg_pg / sums.g0_pg0
+    if beta != 0.0 and beta * sums.g_d0 - sums.g_pg >= 0:      # g·d, d = β d_{i−1} − Pg
+        beta, reason = 0.0, "not a descent direction"
+    return beta, reason, ratios
+
+
 def pr_direction(g: Fields, pg: Fields, prev: tuple[Fields, Fields, Fields] | None,
                  powell_threshold: float, normalize: bool = True) -> Direction:
     """Direction of iteration i from the gradient g, preconditioned gradient pg = P g and the
     previous (g, Pg, raw d) (None at the first iteration of a stage)."""
+    beta, reason, ratios = pr_coefficients(pr_sums(g, pg, prev), prev is not None,
+                                           powell_threshold)
     steepest = scale(pg, -1.0)
-    beta, reason, ratios = 0.0, "", {}
-    if prev is None:
-        reason = "first iteration of the stage"
-    else:
-        g0, pg0, d0 = prev
-        ratios = powell_ratios(pg, pg0)
-        den = dot(g0, pg0)
-        if all(r > powell_threshold for r in ratios.values()):
-            reason = f"Powell restart: R > {powell_threshold} for every parameter"
-        elif den <= 0:
-            reason = "previous g·Pg <= 0"
-        else:
-            beta = dot({k: g[k] - g0[k] for k in g}, pg) / den
     d = steepest if beta == 0.0 else axpy(beta, prev[2], steepest)
-    if beta != 0.0 and dot(g, d) >= 0:
-        d, beta, reason = steepest, 0.0, "not a descent direction"
     s = 1.0
     if normalize:
         m = max_abs(d)
@@ -118,6 +152,29 @@ class OptimizerState:
         idx[str(stage)] = sorted(entries + [dict(iteration=iteration, **(info or {}))],
                                  key=lambda e: e["iteration"])
         atomic_write_text(os.path.join(self.folder, "pcg_state.json"), json.dumps(idx, indent=1))
+
+    def record(self, stage: int, iteration: int, gradient: str, direction: str,
+               info: dict | None = None) -> None:
+        """Index a slice-parallel iteration's state: the folders of its per-slice gradient (g, Pg)
+        and direction (raw d) files (seisflows_eara.direction), which the next iteration reads."""
+        idx = self._index()
+        entries = [e for e in idx.get(str(stage), []) if e["iteration"] != iteration]
+        idx[str(stage)] = sorted(entries + [dict(iteration=iteration, **(info or {}),
+                                                 gradient=gradient, direction=direction)],
+                                 key=lambda e: e["iteration"])
+        os.makedirs(self.folder, exist_ok=True)
+        atomic_write_text(os.path.join(self.folder, "pcg_state.json"), json.dumps(idx, indent=1))
+
+    def previous_folders(self, stage: int, before: int) -> tuple[str, str] | None:
+        """(gradient, direction) folders of the last recorded iteration of `stage` before
+        `before`, or None (a new stage restarts)."""
+        entries = [e for e in self._index().get(str(stage), []) if e["iteration"] < before]
+        if not entries:
+            return None
+        if "gradient" not in entries[-1]:
+            raise ValueError(f"{self.folder}: iteration {entries[-1]['iteration']} of stage "
+                             f"{stage} was saved as whole-mesh arrays, not per slice")
+        return entries[-1]["gradient"], entries[-1]["direction"]
 
     def previous(self, stage: int, before: int | None = None
                  ) -> tuple[Fields, Fields, Fields] | None:
