@@ -16,7 +16,8 @@ source and `--receivers` receivers drawn in the chunk.
   SPECFEM   xsum_preconditioned_kernels on the same N folders (sum of the 4 TISO kernels and
             Σ|H|, inverse-Hessian preconditioning; no damping, no change of parameters) +
             xadd_model_tiso_cg (PR+ direction and model update), each an MPI singleton under
-            /usr/bin/time (peak RSS), when SPECFEM_BIN holds them (scripts/build_specfem_tiny.sh).
+            /usr/bin/time (peak RSS), when SPECFEM_BIN holds them (scripts/build_specfem_tiny.sh's OUT_DIR:
+            its fixture/ build, the fixture mesh's).
 
 Each N runs in a fresh child process (peak RSS per N). One core (thread variables set to 1).
 Run: python benchmarks/bench_structure.py [--events 1,4,16,64] [--receivers 200]
@@ -44,6 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SEISFLOWS_EARA_SHARED", REPO.parent / "shared"))
 TINY = SHARED / "fixtures" / "specfem3d_globe_tiny"
 SPECFEM_BIN = Path(os.environ.get("SPECFEM_BIN", "/nonexistent"))
+if (SPECFEM_BIN / "manifest.json").is_file():     # scripts/build_specfem_tiny.sh: one folder per mesh
+    SPECFEM_BIN = SPECFEM_BIN / "fixture"
 TISO = ("bulk_c", "bulk_betav", "bulk_betah", "eta")
 #: what the EARA gradient reads per event: TISO kernels above tiso_max_depth, iso below, Hessian
 READ = (*TISO, "rho", "alphav", "alphah", "betav", "betah", "hess")
