@@ -377,6 +377,7 @@ def _greece_folders(tmp_path: Path) -> tuple[Path, Path]:
     return o, s
 
 
+@pytest.mark.filterwarnings("ignore:Sample spacing read from SAC file")   # obspy #3408 rounding
 def test_bad_files_stay_local_greece(tmp_path):
     """One bad number in one .sem.ascii file (named with its line), one synthetic component
     shorter than the others (named with its file), a figure among the data: exit 0, the other

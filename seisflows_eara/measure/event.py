@@ -399,6 +399,84 @@ def _windows(u: int, unit: _Unit, axis: TimeAxis, spans: list, geo: _Geometry, c
     return out
 
 
+def _measure_and_weigh(p: "PreparedEvent", S: np.ndarray, snr: np.ndarray, units: list[_Unit],
+                       cfg: Config) -> dict[str, np.ndarray]:
+    """Stages 6-7 (measure, weight) on the flat window segments: NZCC and its adjoint (or the
+    `misfit` alternative), CC and δt, quality W_w = f1 f2 f3, categorical W_c, geographic W_es
+    (SPEC §4, Table 1, Appendix A), the window misfit W_c W_es W_w χ (eq. 2) and the reason of
+    each window rejected here. Freezes W_es W_w and the categories in `p`."""
+    v = cfg.values
+    nz_chi, adj = nzcc_misfit_and_adjoint(S, p.U, p.taper, p.dt, offsets=p.offsets)
+    chi = nz_chi
+    if v["misfit"] != "nzcc":      # same windows and weights, another misfit (pyadjoint)
+        chi, adj = p.other_misfit(S)
+    cc, lag = cc_and_lag(S, p.U, p.lengths, taper=p.taper)
+    dt_shift = lag * p.dt
+    f1, f2, f3, wq = quality_weight(cc, snr, dt_shift, tuple(v["quality_cc"]),
+                                    tuple(v["quality_snr"]), tuple(v["quality_dt"]))
+    wq = np.where(np.isfinite(nz_chi) & np.isfinite(chi), wq, 0.0)
+    wc = categorical_weights(p.categories, wq)
+    st_idx = p.station_index
+    used_st = np.unique(st_idx[wq > 0])
+    wgeo_st = np.zeros(len(units))
+    if used_st.size:
+        lat = np.array([units[u].station.latitude for u in used_st])
+        lon = np.array([units[u].station.longitude for u in used_st])
+        g, _ = geographic_weights(lat, lon, tuple(v["geographic_delta0_scan"]),
+                                  v["geographic_scan_points"], v["geographic_ratio_fraction"])
+        wgeo_st[used_st] = g
+    wg = wgeo_st[st_idx]
+    weight = wc * wg * wq
+    contrib = np.where(weight > 0, weight * np.nan_to_num(chi, nan=0.0), 0.0)
+    p.set_weights(wq * wg, p.categories)
+    why = []
+    for i in range(len(wq)):
+        if not np.isfinite(nz_chi[i]):
+            why.append("zero energy in window (NZCC undefined)")
+        elif not np.isfinite(chi[i]):
+            why.append(f"{v['misfit']} measurement failed (pyadjoint rejected the window)")
+        elif wq[i] <= 0:
+            parts = [n for n, f in (("CC", f1[i]), ("SNR", f2[i]), ("dt", f3[i])) if f <= 0]
+            why.append("quality weight 0 (" + ", ".join(parts) + ")")
+        else:
+            why.append("")
+    return dict(nzcc=1.0 - nz_chi, cc_max=cc, dt=dt_shift, snr_db=snr, f_cc=f1, f_snr=f2,
+                f_dt=f3, w_quality=wq, w_category=wc, w_geographic=wg, weight=weight,
+                misfit=contrib, reason=np.array(why, dtype=object), adjoint=adj)
+
+
+def _window_table(event: EventInfo, p: "PreparedEvent", q: dict[str, np.ndarray],
+                  units: list[_Unit], axes: dict[int, TimeAxis], geo: _Geometry,
+                  unit_notes: dict[int, str], cfg: Config, iteration: int, step: int
+                  ) -> pd.DataFrame:
+    """One table row per measured window (columns: COLUMNS, docs/DEVELOPING.md)."""
+    wdata, st_idx = p.windows, p.station_index
+    t0 = np.array([axes[u].t0 for u in st_idx])
+    i0 = np.array([d.i0 for d in wdata])
+    win_bands = [cfg.band(d.window.band) for d in wdata]
+    labels = {u: units[u].labels() for u in axes}
+    ks = [units[u].k for u in st_idx]
+    cols = {c: q[c] for c in ("nzcc", "cc_max", "dt", "snr_db", "f_cc", "f_snr", "f_dt",
+                              "w_quality", "w_category", "w_geographic", "weight", "misfit",
+                              "reason")}
+    return pd.DataFrame(dict(
+        event=event.name, network=[units[u].station.network for u in st_idx],
+        station=[units[u].station.station for u in st_idx],
+        location=[labels[u]["location"] for u in st_idx],
+        channel=[labels[u]["channel"] for u in st_idx],
+        component=[d.window.component for d in wdata], category=p.categories,
+        band=[d.window.band for d in wdata], stage=cfg.stage, iteration=iteration, step=step,
+        min_period=[b.min_period for b in win_bands],
+        max_period=[b.max_period for b in win_bands],
+        win_start=t0 + i0 * p.dt, win_end=t0 + (i0 + p.lengths - 1) * p.dt,
+        phases=[d.window.phases for d in wdata],
+        distance_deg=geo.dist[ks], azimuth=[geo.azimuth[k] for k in ks],
+        backazimuth=[geo.backazimuth[k] for k in ks], **cols,
+        status=np.where(q["reason"] == "", "ok", "rejected").astype(object),
+        notes=[unit_notes[u] for u in st_idx], files=[labels[u]["files"] for u in st_idx]),
+        columns=COLUMNS)
+
+
 def measure_event(event: EventInfo, stations: list[Station], observed: dict[str, Stream],
                   synthetics: Stream, cfg: Config, inventory: Inventory | None = None,
                   observed_processed: bool = False, misorientation: dict[str, float] | None = None,
@@ -419,7 +497,6 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     grows with the number of window samples, not with stations × record length."""
     v = cfg.values
     misorientation = misorientation or {}
-    bands = {k: cfg.band(k) for k in ("body", "surface")}
     geo = _geometry(event, stations, cfg)
     syn_by = _by_station(synthetics)
     rows = _file_rows(event, file_notes)
@@ -486,72 +563,15 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     win_table = None
     if nwin:
         p = prepared
-        nz_chi, adj = nzcc_misfit_and_adjoint(S, p.U, p.taper, p.dt, offsets=p.offsets)
-        chi = nz_chi
-        if v["misfit"] != "nzcc":      # same windows and weights, another misfit (pyadjoint)
-            chi, adj = p.other_misfit(S)
-        cc, lag = cc_and_lag(S, p.U, p.lengths, taper=p.taper)
-        dt_shift = lag * p.dt
-        snr = np.concatenate(snr_parts)
-        # ---- weight (SPEC §4, Table 1, Appendix A)
-        f1, f2, f3, wq = quality_weight(cc, snr, dt_shift, tuple(v["quality_cc"]),
-                                        tuple(v["quality_snr"]), tuple(v["quality_dt"]))
-        wq = np.where(np.isfinite(nz_chi) & np.isfinite(chi), wq, 0.0)
-        cats_w = p.categories
-        wc = categorical_weights(cats_w, wq)
-        st_idx = p.station_index
-        used_st = np.unique(st_idx[wq > 0])
-        wgeo_st = np.zeros(len(units))
-        if used_st.size:
-            lat = np.array([units[u].station.latitude for u in used_st])
-            lon = np.array([units[u].station.longitude for u in used_st])
-            g, _ = geographic_weights(lat, lon, tuple(v["geographic_delta0_scan"]),
-                                      v["geographic_scan_points"], v["geographic_ratio_fraction"])
-            wgeo_st[used_st] = g
-        wg = wgeo_st[st_idx]
-        weight = wc * wg * wq
-        contrib = np.where(weight > 0, weight * np.nan_to_num(chi, nan=0.0), 0.0)
-        prepared.set_weights(wq * wg, cats_w)
-        why = []
-        for i in range(nwin):
-            if not np.isfinite(nz_chi[i]):
-                why.append("zero energy in window (NZCC undefined)")
-            elif not np.isfinite(chi[i]):
-                why.append(f"{v['misfit']} measurement failed (pyadjoint rejected the window)")
-            elif wq[i] <= 0:
-                parts = [n for n, f in (("CC", f1[i]), ("SNR", f2[i]), ("dt", f3[i])) if f <= 0]
-                why.append("quality weight 0 (" + ", ".join(parts) + ")")
-            else:
-                why.append("")
-        why_a = np.array(why, dtype=object)
-        t0 = np.array([axes[u].t0 for u in st_idx])
-        i0 = np.array([d.i0 for d in wdata])
-        win_bands = [bands[d.window.band] for d in wdata]
-        labels = {u: units[u].labels() for u in axes}
-        ks = [units[u].k for u in st_idx]
-        win_table = pd.DataFrame(dict(
-            event=event.name, network=[units[u].station.network for u in st_idx],
-            station=[units[u].station.station for u in st_idx],
-            location=[labels[u]["location"] for u in st_idx],
-            channel=[labels[u]["channel"] for u in st_idx],
-            component=[d.window.component for d in wdata], category=cats_w,
-            band=[d.window.band for d in wdata], stage=cfg.stage, iteration=iteration, step=step,
-            min_period=[b.min_period for b in win_bands],
-            max_period=[b.max_period for b in win_bands],
-            win_start=t0 + i0 * p.dt, win_end=t0 + (i0 + p.lengths - 1) * p.dt,
-            phases=[d.window.phases for d in wdata],
-            distance_deg=geo.dist[ks] if ks else [], azimuth=[geo.azimuth[k] for k in ks],
-            backazimuth=[geo.backazimuth[k] for k in ks], nzcc=1.0 - nz_chi, cc_max=cc,
-            dt=dt_shift, snr_db=snr, f_cc=f1, f_snr=f2, f_dt=f3, w_quality=wq, w_category=wc,
-            w_geographic=wg, weight=weight, misfit=contrib,
-            status=np.where(why_a == "", "ok", "rejected").astype(object), reason=why_a,
-            notes=[unit_notes[u] for u in st_idx], files=[labels[u]["files"] for u in st_idx]),
-            columns=COLUMNS)
+        q = _measure_and_weigh(p, S, np.concatenate(snr_parts), units, cfg)
+        win_table = _window_table(event, p, q, units, axes, geo, unit_notes, cfg, iteration, step)
         # ---- adjoint (eq. 3): W_es W_w per window, per category; W_c in combine_adjoint
-        adj *= per_sample(wq * wg, p.offsets)
+        adj = q.pop("adjoint")
+        adj *= per_sample(q["w_quality"] * q["w_geographic"], p.offsets)
         by_cat = prepared.adjoint_by_category(adj)
         del adj
-        misfit = float(contrib.sum())
+        misfit = float(q["misfit"].sum())
+        wc, cats_w = q["w_category"], p.categories
     else:
         by_cat, misfit, wc, cats_w = {}, 0.0, np.zeros(0), np.array([])
     prepared.synthetic = S      # the measured synthetics' window segments (line searches, SPEC §6)
