@@ -485,3 +485,32 @@ def test_asdf_and_massdownloader_layouts_read_as_the_files_themselves(kbl, tmp_p
     assert len(a) == len(b) == 3
     for x, y in zip(sorted(a, key=lambda t: t.id), sorted(syn, key=lambda t: t.id)):
         np.testing.assert_array_equal(x.data, y.data)
+
+
+def test_the_preprocess_plugin_keeps_going_past_a_bad_file(tmp_path):
+    """In a SeisFlows event directory: a damaged observed file and a note among the data; the
+    event task writes its table, residuals and every station's adjoint sources."""
+    from seisflows_eara.plugins.preprocess import EaraNzcc
+    cwd = tmp_path / "scratch" / "solver" / "EV"
+    (cwd / "DATA").mkdir(parents=True)
+    shutil.copy(GRC / "CMTSOLUTION", cwd / "DATA" / "CMTSOLUTION")
+    shutil.copy(GRC / "STATIONS", cwd / "DATA" / "STATIONS")
+    shutil.copytree(GRC / "REF_SEIS", cwd / "traces" / "obs")
+    shutil.copytree(GRC / "tiny_1d", cwd / "traces" / "syn")
+    bad = sorted((cwd / "traces" / "obs").glob("*.MXZ.sem.ascii"))[0]
+    bad.write_text(bad.read_text()[:4000] + "garbage line\n")
+    (cwd / "traces" / "obs" / "README.md").write_text("downloaded 2024\n")
+    pre = EaraNzcc(workdir=str(tmp_path), path_solver=str(tmp_path / "scratch" / "solver"),
+                   path_output=str(tmp_path / "output"))
+    res = tmp_path / "residuals.txt"
+    m = pre.quantify_misfit(source_name="EV", save_residuals=str(res),
+                            save_adjsrcs=str(cwd / "traces" / "adj"), iteration=1, step_count=0)
+    n = len((GRC / "STATIONS").read_text().splitlines())
+    assert len(list((cwd / "traces" / "adj").glob("*.adj"))) == 3 * n
+    t = pre.load_table("i01s00", "EV")
+    code = ".".join(bad.name.split(".")[:2])
+    mine = t[(t.network + "." + t.station) == code]
+    assert not (mine.status == "ok").any()
+    assert mine.reason.str.contains(f"{bad.name}, line ").all()
+    assert (t.status == "skipped").sum() == 1 and (t.status == "ok").sum() >= 5
+    assert np.isclose(pre.sum_residuals(np.loadtxt(res)), m.misfit)
