@@ -180,6 +180,14 @@ def test_one_two_channels_rotated_by_their_stationxml_azimuths(kbl):
     assert (w.channel == "BHZ,BH1,BH2").all() and len(w) == len(w0)
     np.testing.assert_allclose(w.nzcc, w0.nzcc, atol=1e-9)
     np.testing.assert_allclose(w.dt, w0.dt, atol=1e-9)
+    # the same sensor declared N/E at 0°/90°, its real 30° known from the misorientation table
+    # (SPEC §2): corrected on top of the StationXML orientation, the same results
+    mis = rot.copy()
+    for tr in mis:
+        tr.stats.channel = {"BH1": "BHN", "BH2": "BHE"}.get(tr.stats.channel, tr.stats.channel)
+    m3 = measure_event(ev, sta, {"IU.KBL": mis}, syn, _cfg(), inventory=inv,
+                       misorientation={"IU.KBL": 30.0})
+    np.testing.assert_allclose(_windows(m3.table).nzcc, w0.nzcc, atol=1e-9)
     # without StationXML azimuths, 1/2 cannot be rotated: the reason says so
     rot_disp = rot.copy()
     m2 = measure_event(ev, sta, {"IU.KBL": rot_disp}, syn, _cfg(observed_displacement=True))
