@@ -6,6 +6,9 @@ adjoint sources on the solver's N/E/Z time axis. All windows of the event are me
 vectorized calls, on per-window arrays stored end to end (seisflows_eara.windows.ragged).
 `EventMeasurement.prepared` re-measures the same windows with frozen weights on new synthetics
 (line searches on extrapolated synthetics, SPEC §5-6).
+
+Stages (measure_event's docstring): read (io.waveforms) -> select (measure.selection) -> QC
+(measure.qc) -> process (processing) -> window -> measure and weigh -> adjoint.
 """
 from __future__ import annotations
 
