@@ -1,9 +1,10 @@
 """A tiny regional EARA inversion on REAL SPECFEM3D_GLOBE through `seisflows submit` (issue 9).
 
-Needs SPECFEM_BIN (binaries built by scripts/build_specfem_tiny.sh: xmeshfem3D,
-xspecfem3D_type{1,2,3}, Par_file) and SPECFEM_DATA (SPECFEM's DATA folder, for crust2.0 and the
-s362ani mesh); skipped otherwise. ~1 h on one core; run with
-    SPECFEM_BIN=... SPECFEM_DATA=... python -m pytest -m specfem -s tests/test_specfem_inversion.py
+Needs SPECFEM_BIN (the OUT_DIR of scripts/build_specfem_tiny.sh; its MODEL = GLL build gll/:
+xmeshfem3D, xspecfem3D_type{1,2,3}, Par_file) and SPECFEM_DATA (SPECFEM's DATA folder, for crust2.0
+and the s362ani mesh); skipped with the reason otherwise. ~1 h on one core, so it has its own
+marker (specfem_inversion) besides specfem; run with
+    SPECFEM_BIN=... SPECFEM_DATA=... python -m pytest -m specfem_inversion -s tests/test_specfem_inversion.py
 
 The world: the mesh of MODEL = GLL (the 1DREF/s362ani mesh of one 20°x20° chunk, NEX 32), the
 initial model STW105 on it (seisflows_eara.model), the true model the same with a Gaussian +6 % Vsv
@@ -38,22 +39,18 @@ from seisflows_eara.kernels import geographic_to_xyz  # noqa: E402
 from seisflows_eara.model import read_mesh  # noqa: E402
 from seisflows_eara.model.gll import read_gll, write_gll  # noqa: E402
 from seisflows_eara.model.parametrization import reference_model  # noqa: E402
+from specfem_build import SPECFEM_DATA, marks, mesh_bin, problem  # noqa: E402
 
-SPECFEM_BIN = os.environ.get("SPECFEM_BIN", "")
-SPECFEM_DATA = os.environ.get("SPECFEM_DATA", "")
 BINARIES = ("xmeshfem3D", "xspecfem3D_type1", "xspecfem3D_type3", "xspecfem3D_type2")
-_missing = [b for b in (*BINARIES, "Par_file") if not (Path(SPECFEM_BIN) / b).exists()] \
-    if SPECFEM_BIN else ["SPECFEM_BIN"]
-_missing += [f"{SPECFEM_DATA}/{d}" for d in ("crust2.0", "s362ani")
-             if SPECFEM_DATA and not (Path(SPECFEM_DATA) / d).is_dir()]
-pytestmark = [pytest.mark.specfem, pytest.mark.skipif(
-    bool(_missing) or not SPECFEM_DATA,
-    reason="needs SPECFEM_BIN (scripts/build_specfem_tiny.sh) and SPECFEM_DATA; missing: "
-           + ", ".join(_missing or ["SPECFEM_DATA"]))]
-
-PARS = ("vpv", "vph", "vsv", "vsh", "eta", "rho")
 #: SPECFEM DATA folders the MODEL = GLL mesher reads (CRUST2.0 Moho, S362ANI reference)
 DATA_DIRS = ("crust2.0", "s362ani")
+#: the MODEL = GLL build of SPECFEM_BIN (tests/specfem_build.py), "" when it is not usable
+GLL_PROBLEM = problem("gll", *BINARIES, "Par_file", data_dirs=DATA_DIRS)
+SPECFEM_BIN = "" if GLL_PROBLEM else str(mesh_bin("gll"))
+pytestmark = [*marks("gll", *BINARIES, "Par_file", data_dirs=DATA_DIRS),
+              pytest.mark.specfem_inversion]
+
+PARS = ("vpv", "vph", "vsv", "vsh", "eta", "rho")
 GREECE = REPO / "tests" / "data" / "regional_greece" / "CMTSOLUTION"
 STATIONS = [("LIT", "HT", 40.1008, 22.4900), ("ZKR", "GE", 35.1147, 26.2170),
             ("S001", "XS", 37.2830, 21.7180), ("T01", "XX", 45.0, 20.0), ("T02", "XX", 44.0, 30.0),
@@ -272,6 +269,10 @@ def test_tiny_inversion_on_real_specfem(world, run):
                             total[total.kind == "final"].misfit.to_numpy()])
     summary["misfit"] = chain.tolist()
     summary["history"] = h.to_dict(orient="records")
+    summary["misfit_per_category_first_final"] = {
+        cat: [float(g[g.kind == "source"].misfit.iloc[0]), float(g[g.kind == "final"].misfit.iloc[-1])]
+        for cat, g in h[h.category != "total"].groupby("category")
+        if (g.kind == "source").any() and (g.kind == "final").any()}
     # the sources move toward the true ones
     summary["sources"] = {}
     for ev, true in world["sources"].items():

@@ -1,9 +1,12 @@
 """bundle_launch = simultaneous_runs on REAL SPECFEM3D_GLOBE (issue 5): two events' forward
 simulations as ONE `mpirun -n 2` launch with NUMBER_OF_SIMULTANEOUS_RUNS = 2, through the solver
-plugin's launch_simultaneous, give the same seismograms as two separate runs.
+plugin's launch_simultaneous, give the same seismograms as two separate runs. The events differ in
+source AND model (EV1: the 1-D start model, EV2: the true model with its +6 % Vsv anomaly, each
+meshed from its own DATA/GLL), so a run that reads the other event's mesh, model or CMTSOLUTION
+(e.g. BROADCAST_SAME_MESH_AND_MODEL = .true., or crossed links) gives other seismograms.
 
-Needs SPECFEM_BIN and SPECFEM_DATA as tests/test_specfem_inversion.py (whose simulated world it
-reuses, EARA_SPECFEM_CACHE included) and `mpirun` on PATH; ~5 min on 2 cores.
+Needs SPECFEM_BIN's MODEL = GLL build and SPECFEM_DATA as tests/test_specfem_inversion.py (whose
+simulated world it reuses, EARA_SPECFEM_CACHE included) and `mpirun` on PATH; ~10 min on 2 cores.
 """
 from __future__ import annotations
 
@@ -14,23 +17,26 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
+from obspy import read
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from test_specfem_inversion import (ENV, SPECFEM_BIN, _run_dir,  # noqa: E402,F401
-                                    pytestmark, world)
+from specfem_build import marks  # noqa: E402
+from test_specfem_inversion import (DATA_DIRS, ENV, SPECFEM_BIN, _run_dir,  # noqa: E402,F401
+                                    world)
 
 from seisflows_eara.io.cmtsolution import write_cmtsolution  # noqa: E402
 from seisflows_eara.io.specfem_traces import read_synthetics  # noqa: E402
+from seisflows_eara.model import read_mesh  # noqa: E402
 
-pytestmark = [*pytestmark, pytest.mark.skipif(shutil.which("mpirun") is None,
-                                              reason="needs mpirun (OpenMPI) on PATH")]
+pytestmark = marks("gll", "xmeshfem3D", "xspecfem3D_type1", "Par_file", data_dirs=DATA_DIRS)
+#: each event's model: the 1-D start model and the true model (+6 % Vsv anomaly)
+MODELS = {"EV1": "init", "EV2": "true"}
 
 
 def _event_dir(world: dict, root: Path, event: str) -> Path:
     d = _run_dir(root, event)
-    shutil.copytree(world["init"], d / "DATA" / "GLL")
+    shutil.copytree(world[MODELS[event]], d / "DATA" / "GLL")
     write_cmtsolution(d / "DATA" / "CMTSOLUTION", world["sources"][event])
     os.symlink(Path(SPECFEM_BIN).resolve(), d / "bin")
     return d
@@ -53,12 +59,27 @@ def test_simultaneous_runs_equal_separate_runs(world, tmp_path, monkeypatch):
     events = ("EV1", "EV2")
     dirs = {ev: _event_dir(world, tmp_path / "scratch" / "solver", ev) for ev in events}
     _run_all([(["./bin/xmeshfem3D"], d, "mesher.log") for d in dirs.values()])
+    # the two meshes hold different models (SPECFEM's own material records, muv ∝ ρ Vsv²)
+    mu = {ev: read_mesh(d / "DATABASES_MPI", materials=True).materials["muv"]
+          for ev, d in dirs.items()}
+    changed = np.abs(mu["EV2"] / mu["EV1"] - 1)
+    assert changed.max() > 0.1, changed.max()
     _run_all([(["./bin/xspecfem3D_type1"], d, "single.log") for d in dirs.values()])
     single = {}
     for ev, d in dirs.items():
         single[ev] = read_synthetics(str(d / "OUTPUT_FILES"), world["sources"][ev].centroid_time)
         for f in (d / "OUTPUT_FILES").glob("*.sem.ascii"):
             f.unlink()
+    # the world's "observed" data are the true sources in the true model: EV2's separate run
+    # reproduces them, EV1's (1-D model) is far from them — the model shows in the seismograms
+    model_effect = {}
+    for ev in events:
+        obs = {t.id: t.data for t in read(str(world["obs"] / ev / f"{ev}.mseed"))}
+        sem = {t.id: t.data for t in single[ev]}
+        assert sorted(obs) == sorted(sem), ev
+        model_effect[ev] = max(np.abs(obs[i] - sem[i]).max() / np.abs(obs[i]).max() for i in obs)
+    print(f"\n[simultaneous] separate runs vs the true-model seismograms, max rel: {model_effect}")
+    assert model_effect["EV2"] < 1e-6 and model_effect["EV1"] > 1e-2, model_effect
 
     for key, val in ENV.items():
         monkeypatch.setenv(key, val)

@@ -27,15 +27,15 @@ weights), so the mathematics is the same except for the documented, tested diffe
     parameter; with the threshold at ∞ ours equals SPECFEM;
   * normalization: ours max|d| = 1 over all parameters and points, SPECFEM's step_fac over the
     maximum of |d_betav|, |d_betah| between 50 and 100 km depth;
-  * this SPECFEM version aborts when the old directions are missing (the −g − β g_old branch of
-    get_cg_direction.f90 is unreachable), so the previous direction is always supplied.
+  * this SPECFEM version stops when the old directions are missing (read_kernels_cg.f90 reduces
+    the missing-file flag over the processes and exits, so the −g − β g_old branch of
+    get_cg_direction.f90 is unreachable): the previous direction is always supplied.
 """
 from __future__ import annotations
 
 import lzma
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +45,7 @@ import pytest
 from conftest import shared_fixture
 from seisflows_eara.model import R_EARTH_KM, read_gll, read_mesh, write_gll
 from seisflows_eara.optimize.structure import Gradient, direction
-from test_kernels import SPECFEM_BIN, _mpirun, _specfem_run_dir, specfem
+from test_kernels import _mpirun, _specfem_run_dir, fixture_bin, specfem
 
 CG = ("bulk_c", "bulk_betav", "bulk_betah", "eta")                      # SPECFEM's names = our keys
 DIRECTION_FILE = {"bulk_c": "dbulk_c", "bulk_betav": "dbetav", "bulk_betah": "dbetah",
@@ -137,7 +137,7 @@ def _tomo_dir(tiny: Path, databases: Path, tmp: Path) -> Path:
 
 
 def _xadd_model_tiso_cg() -> list[str]:
-    return [str(Path(SPECFEM_BIN) / "xadd_model_tiso_cg"), str(STEP_FAC)]
+    return [fixture_bin("xadd_model_tiso_cg"), str(STEP_FAC)]
 
 
 def _write_inputs(run: Path, g_old: dict, g: dict, d_old: dict | None) -> None:
@@ -225,7 +225,7 @@ def _g_old(k):
 
 
 # ------------------------------------------------------------------------------------- tests
-@specfem
+@specfem("xadd_model_tiso_cg")
 @pytest.mark.parametrize("previous", ["minus_old_gradient", "earlier_cg_direction"])
 def test_pr_cg_direction_equals_xadd_model_tiso_cg(tiny, tiny_databases, kernels, depth_band,
                                                    tmp_path, previous):
@@ -321,7 +321,7 @@ def test_pr_cg_direction_equals_xadd_model_tiso_cg(tiny, tiny_databases, kernels
           f"max = {t.kernel_max:.6e} at {t.depth_of_max:.1f} km")
 
 
-@specfem
+@specfem("xadd_model_tiso_cg")
 def test_negative_beta_specfem_clips_to_steepest_descent_ours_keeps_it(
         tiny, tiny_databases, kernels, tmp_path):
     """β < 0 (g = g_old·|H|/max|H|): xadd_model_tiso_cg sets β = 0 (PR+), its direction is exactly
@@ -355,7 +355,7 @@ def test_negative_beta_specfem_clips_to_steepest_descent_ours_keeps_it(
           f"ours vs SPECFEM direction max rel {_fmt(differs)}")
 
 
-@specfem
+@specfem("xadd_model_tiso_cg")
 def test_powell_specfem_only_warns_ours_restarts(tiny, tiny_databases, kernels, tmp_path):
     """Every Powell ratio > 0.2 (g = the α_v + α_h, β_v, β_h, η + ρ kernels), β ≈ 0.085 > 0:
     xadd_model_tiso_cg prints "critical ratio found!" and keeps −g + β d_old; ours restarts
@@ -386,22 +386,6 @@ def test_powell_specfem_only_warns_ours_restarts(tiny, tiny_databases, kernels, 
     print(f"\n[Powell] ratios SPECFEM {ratios}; beta SPECFEM {t.beta:.9g}, ours (threshold ∞) "
           f"{cg.beta:.9g} rel {beta_rel:.2e}; direction max rel {_fmt(cg_rel)}, with SPECFEM's "
           f"beta {_fmt(same_beta)}; ours restarted (threshold 0.2) vs SPECFEM {_fmt(restart_rel)}")
-
-
-@specfem
-def test_xadd_model_tiso_cg_needs_the_old_directions(tiny, tiny_databases, kernels, tmp_path):
-    """Why the previous direction is always given: without KERNELS/OUTPUT_SUM.old/*_dbulk_c.bin this
-    version aborts (read_kernels_cg.f90 reduces the missing-file flag with any_all_l and exits), so
-    the −g − β g_old branch of get_cg_direction.f90 cannot run; d_old = −g_old reproduces it."""
-    run = _tomo_dir(tiny, tiny_databases, tmp_path)
-    g_old = _g_old(kernels)
-    _write_inputs(run, g_old, _swapped(kernels), None)
-    p = subprocess.run(["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "1"] +
-                       _xadd_model_tiso_cg(), cwd=run, capture_output=True, text=True, timeout=600)
-    out = p.stdout + p.stderr
-    assert p.returncode != 0
-    assert "old kernel updates do not exist" in out and "flags old model not consistent" in out
-    assert not list((run / "OUTPUT_MODEL").iterdir())
 
 
 def _fmt(d: dict, f: str = ".2e") -> str:
