@@ -159,7 +159,8 @@ def _event_task(args: dict) -> dict:
                                 p.categories, EPS)
     reduced.write_terms(args["output"], terms)
     return dict(seconds=time.perf_counter() - t, cpu_seconds=time.process_time() - c,
-                peak_rss_mb=_peak_rss_mb(), bytes_per_window=os.path.getsize(args["output"]) / max(terms.nwin, 1))
+                peak_rss_mb=_peak_rss_mb(),
+                bytes_per_window=os.path.getsize(args["output"]) / max(terms.nwin, 1))
 
 
 def _master(args: dict) -> dict:
@@ -235,7 +236,8 @@ def bench_line_search(stations: int = 100, events: int = 142, windows: int = 800
            "cpu_seconds": master["cpu_seconds"], "baseline_cpu_seconds": today["cpu_seconds"],
            "baseline_cpu_seconds_per_window": today["cpu_seconds"] / nw_today,
            "baseline_cpu_seconds_extrapolated": today["cpu_seconds"] / nw_today * master["windows"],
-           "event_task_cpu_seconds": task["cpu_seconds"], "event_task_peak_rss_mb": task["peak_rss_mb"],
+           "event_task_cpu_seconds": task["cpu_seconds"],
+           "event_task_peak_rss_mb": task["peak_rss_mb"],
            "baseline_rss_mb_per_window": (today["peak_rss_mb"] - today["rss_after_imports_mb"])
            / nw_today,
            "stations_of_the_real_event": stations}
@@ -243,7 +245,8 @@ def bench_line_search(stations: int = 100, events: int = 142, windows: int = 800
     out["speedup_extrapolated"] = out["baseline_seconds_extrapolated"] / out["seconds"]
     out["cpu_speedup_extrapolated"] = out["baseline_cpu_seconds_extrapolated"] / out["cpu_seconds"]
     print(f"line search, today's master ({baseline_events} events, {nw_today} windows): "
-          f"{today['seconds']:.1f} s ({today['cpu_seconds']:.1f} s CPU), peak RSS {today['peak_rss_mb']:.0f} MB -> "
+          f"{today['seconds']:.1f} s ({today['cpu_seconds']:.1f} s CPU), "
+          f"peak RSS {today['peak_rss_mb']:.0f} MB -> "
           f"{s_per_w * 1e3:.2f} ms per window; at {out['windows']} windows "
           f"{out['baseline_seconds_extrapolated'] / 3600:.1f} h and "
           f"{out['baseline_rss_gb_extrapolated']:.0f} GB")

@@ -300,7 +300,8 @@ def test_workflow_retries_smaller_step_then_restart_and_resumes_after_a_kill(tmp
     wf._step_trial_forward(step.sibling("trial_forward"))
     wf._step_model_update(step)
     assert [m for e, m in log if e == "E1"] == ["bad_0.01", "bad_0.005", "good_0.01"]
-    assert updated["direction"] == "restart.npz" and updated["alpha"] == pytest.approx(0.02, abs=1e-5)
+    assert updated["direction"] == "restart.npz"
+    assert updated["alpha"] == pytest.approx(0.02, abs=1e-5)
     rec = wf.state.records["line_searches"][step.key]
     assert rec["accepted"] and rec["method"] == "nzcc_closed_form" and rec["windows"] == 6
 
