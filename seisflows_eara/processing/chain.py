@@ -12,6 +12,8 @@ from obspy.signal.headers import clibsignal
 from obspy.signal.rotate import rotate_ne_rt
 from scipy.signal import detrend
 
+from seisflows_eara.processing.response import remove_response_traces
+
 #: samples per batched filter call (rows × npts, 16 MB of float64): bounds the temporaries
 BLOCK_SAMPLES = 1 << 21
 
@@ -88,6 +90,8 @@ def prepare_observed(st: Stream, inventory: Inventory, back_azimuth: float,
                      prefilter: tuple[float, float, float, float], taper_fraction: float,
                      water_level: float, misorientation_deg: float = 0.0) -> Stream:
     """Raw observed traces (counts) -> displacement Z, R, T (m), unfiltered beyond the pre-filter.
+    The response is removed by processing.response (obspy's Trace.remove_response arithmetic,
+    batched, the response evaluated only where the pre-filter passes).
 
     Raises ValueError naming the station when a component or the response is missing.
     """
@@ -100,8 +104,8 @@ def prepare_observed(st: Stream, inventory: Inventory, back_azimuth: float,
     st.detrend("linear")
     st.taper(taper_fraction, type="cosine")
     try:
-        st.remove_response(inventory=inventory, output="DISP", pre_filt=prefilter,
-                           water_level=water_level)
+        remove_response_traces(list(st), inventory, output="DISP", pre_filt=prefilter,
+                               water_level=water_level)
     except Exception as e:  # obspy raises ValueError or ObsPyException for missing responses
         raise ValueError(f"{code}: instrument response unavailable ({e})") from e
     try:
