@@ -292,3 +292,41 @@ def test_python_smoother_refuses_hours(world, tmp_path):
     h = engine.smoothing_estimate_hours(boxes, [0], (50.0, 25.0))
     pairs = 100000 * 0.1 * 4 / 3 * np.pi * 27 * 50 ** 2 * 25
     assert h == pytest.approx(pairs * engine.SMOOTH_SECONDS_PER_PAIR / 3600)
+
+
+@needs_mpi
+def test_optimize_plugin_runs_the_job_with_mpi_and_its_retries(world, runs, tmp_path, monkeypatch):
+    """structure_direction as one job of nproc = 2 ranks (mpiexec), the same files as the
+    command; then the retries (smaller ε; β = 0 restart from the per-slice gradient) and the model
+    update, each complete or absent; the state index points the next iteration at the slices."""
+    from seisflows_eara.optimize import OptimizerState
+    from seisflows_eara.plugins.optimize import EaraPcg
+    for k, val in MPI_ENV.items():
+        monkeypatch.setenv(k, val)
+    opt = EaraPcg(workdir=str(tmp_path / "w"), nproc=2, mpiexec=MPIEXEC,
+                  smoothing_horizontal_km=[SIGMA[0]] * 2, smoothing_vertical_km=[SIGMA[1]] * 2)
+    launched = []
+    opt.run_parallel = lambda f: (launched.append(f.__name__), f())
+    out = tmp_path / "w" / "output" / "directions" / "stage1_structure01_direction"
+    info = opt.structure_direction(1, 1, 1, {"EV1": str(world["kernels"]), "EV2": str(world["kernels"])},
+                                   {e: str(world["root"] / f"{e}.cmt") for e in ("EV1", "EV2")},
+                                   str(world["stations"]), str(world["model"]), str(world["mesh"]),
+                                   str(out))
+    assert launched == ["eara_direction_job"] and info["ranks"] == 2
+    assert _files(out) == _files(runs["serial"])
+    assert OptimizerState(opt.path.pcg).previous_folders(1, before=2) == \
+        (str(out / "gradient"), str(out / "direction"))
+    smaller = opt.retry_direction(info, restart=False)
+    assert smaller["trial_step"] == pytest.approx(0.01 * opt.eara["step_retry_factor"])
+    assert Path(smaller["trial_model"]).is_dir() and len(os.listdir(smaller["trial_model"])) == 24
+    restart = opt.retry_direction(smaller, restart=True)
+    assert restart["beta"] == 0.0 and restart["direction"] == str(out / "restart" / "direction")
+    d0 = _joined(out, "direction")
+    d1 = _joined(out / "restart", "direction")
+    for k in ("vc", "vsv", "vs"):             # first iteration: the steepest descent already
+        assert np.array_equal(d0[f"d_{k}"], d1[f"d_{k}"])
+    assert OptimizerState(opt.path.pcg).previous_folders(1, before=2)[1] == restart["direction"]
+    new = tmp_path / "models" / "it01"
+    opt.write_updated_model(str(world["model"]), info["direction"], 0.01, str(new), str(world["mesh"]))
+    assert _files(new) == _files(out / "trial_model_eps0.01")
+    assert not Path(str(new) + ".tmp").exists()

@@ -125,6 +125,49 @@ def _fresh(path: str) -> None:
 
 
 # ------------------------------------------------------------------------------ phase (a)
+def _sum_slice(inp: DirectionInputs, work: str, s: int, src: dict, rxyz: np.ndarray):
+    """Slice s of phase (a): Σ_e damped kernels (events streamed), chain rule, Σ_e H; saves
+    work/geometry and work/summed; returns (max H', the slice's box summary)."""
+    v = inp.values
+    msh = _mesh_slice(inp.mesh, s)
+    xyz = msh.xyz
+    geom = _geometry(msh, v)
+    volume, npoint = msh.volume, msh.npoint
+    box = (xyz.min(0).tolist(), xyz.max(0).tolist(), float(volume.sum()),
+           int(np.unique(msh.point_index).size))
+    del msh
+    tree = cKDTree(xyz)
+    total, hess = KernelSum(), KernelSum()
+    for ev in inp.events:
+        k = read_slice_fields(ev.kernels, s, KERNEL_NAMES, npoint, f"event {ev.name}: kernels",
+                              kernel=True)
+        mask = damping_mask(xyz, src[ev.name], rxyz, v["source_damping_radius_km"],
+                            v["receiver_damping_radius_km"], tree)
+        try:
+            total.add(ev.name, {n: a for n, a in k.items() if n != "hess"}, weight=mask)
+            hess.add(ev.name, {"hess": k["hess"]})
+        except ValueError as e:
+            raise SliceInputError(f"slice {s}: {e} (in {ev.kernels})") from None
+        del k, mask
+    del tree
+    save_slice(os.path.join(work, "geometry"), s, {**geom, "xyz": xyz, "volume": volume})
+    del xyz, volume
+    h = hess.fields["hess"]
+    hp = nonnegative_hessian(h, v["hessian_rule"])
+    if not np.all(np.isfinite(hp)):
+        raise SliceInputError(f"slice {s}: the summed pseudo-Hessian is not finite")
+    hmax = float(hp.max())
+    del hp
+    model = read_slice_fields(inp.model, s, MODEL_FILES, npoint, f"model {inp.model}")
+    tiso = geom["tiso"] > 0.5
+    g = _pointwise(npoint, lambda c: kernels_to_gradient(
+        {k: a[c] for k, a in total.fields.items()}, {k: np.asarray(a[c], np.float64)
+                                                     for k, a in model.items()},
+        reference(geom["radius"][c], geom["element_radius"][c]), tiso[c], v["density_scaling"]))
+    save_slice(os.path.join(work, "summed"), s, {**{f"g_{k}": a for k, a in g.items()}, "hess": h})
+    return hmax, box
+
+
 def gradient_phase(comm, inp: DirectionInputs, work: str, slices: list[int]) -> dict:
     """Damp, sum, parametrize (per slice, events streamed), precondition with the global max H'.
     Writes work/geometry, work/gradient_raw (g_, pg_ fields) and, for xsmooth_sem, float32 kernel
@@ -134,36 +177,8 @@ def gradient_phase(comm, inp: DirectionInputs, work: str, slices: list[int]) -> 
     def sum_slices():
         src, rxyz = event_centres(inp.events, inp.stations)
         hmax, boxes = {}, {}
-        for s in slices:
-            msh = _mesh_slice(inp.mesh, s)
-            xyz = msh.xyz
-            tree = cKDTree(xyz)
-            model = _model_slice(inp.model, s, msh.npoint)
-            total, hess = KernelSum(), KernelSum()
-            for ev in inp.events:
-                k = read_slice_fields(ev.kernels, s, KERNEL_NAMES, msh.npoint,
-                                      f"event {ev.name}: kernels", kernel=True)
-                mask = damping_mask(xyz, src[ev.name], rxyz, v["source_damping_radius_km"],
-                                    v["receiver_damping_radius_km"], tree)
-                try:
-                    total.add(ev.name, {n: a for n, a in k.items() if n != "hess"}, weight=mask)
-                    hess.add(ev.name, {"hess": k["hess"]})
-                except ValueError as e:
-                    raise SliceInputError(f"slice {s}: {e} (in {ev.kernels})") from None
-            geom = _geometry(msh, v)
-            ref = reference(geom["radius"], geom["element_radius"])
-            g = kernels_to_gradient(total.fields, model, ref, geom["tiso"] > 0.5,
-                                    v["density_scaling"])
-            h = nonnegative_hessian(hess.fields["hess"], v["hessian_rule"])
-            if not np.all(np.isfinite(h)):
-                raise SliceInputError(f"slice {s}: the summed pseudo-Hessian is not finite")
-            hmax[s] = float(h.max())
-            save_slice(os.path.join(work, "geometry"), s, {
-                **geom, "xyz": xyz, "volume": msh.volume})
-            save_slice(os.path.join(work, "summed"), s, {**{f"g_{k}": a for k, a in g.items()},
-                                                         "hess": hess.fields["hess"]})
-            boxes[s] = (xyz.min(0).tolist(), xyz.max(0).tolist(), float(msh.volume.sum()),
-                        int(np.unique(msh.point_index).size))
+        for s in slices:            # one slice's arrays at a time (freed when _sum_slice returns)
+            hmax[s], boxes[s] = _sum_slice(inp, work, s, src, rxyz)
         return hmax, boxes
 
     hmax_part, boxes_part = collective(comm, sum_slices)
@@ -359,13 +374,32 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.add.reduce(np.multiply(a, b), axis=None))
 
 
+#: points per block of the pointwise maps (chain rule, model update): bounds their temporaries
+POINT_BLOCK = 1 << 16
+
+
+def _pointwise(n: int, fn, dtype=np.float64) -> dict[str, np.ndarray]:
+    """{name: array of n} from `fn(block slice)` -> {name: values of the block}, block by block
+    (the maps are pointwise, so the result is the whole-array one, bit for bit)."""
+    out: dict[str, np.ndarray] = {}
+    for a in range(0, n, POINT_BLOCK):
+        c = slice(a, min(a + POINT_BLOCK, n))
+        for k, vals in fn(c).items():
+            out.setdefault(k, np.empty(n, dtype))[c] = vals
+    return out
+
+
 def write_trial_slice(model: str, s: int, d: dict[str, np.ndarray], alpha: float, geom: dict,
                       values: dict, folder: str) -> None:
     """Slice s of the model at x + α d (δln relative to STW105, SPEC §6) as GLL float32 files."""
-    m = _model_slice(model, s, geom["radius"].size)
-    ref = reference(geom["radius"], geom["element_radius"])
-    new = update_model(m, {k: v * alpha for k, v in d.items()}, ref, geom["tiso"] > 0.5,
-                       values["density_scaling"])
+    n = geom["radius"].size
+    m = read_slice_fields(model, s, MODEL_FILES, n, f"model {model}")
+    tiso = geom["tiso"] > 0.5
+    new = _pointwise(n, lambda c: update_model(
+        {k: np.asarray(a[c], np.float64) for k, a in m.items()},
+        {k: v[c] * alpha for k, v in d.items()},
+        reference(geom["radius"][c], geom["element_radius"][c]), tiso[c],
+        values["density_scaling"]), np.float32)
     os.makedirs(folder, exist_ok=True)
     for name in MODEL_FILES:
         write_gll(os.path.join(folder, gll_filename(s, 1, name)), new[name])

@@ -2,15 +2,18 @@
 
 Structure iteration (called by the workflow's master steps):
   structure_direction   event kernel folders + CMTSOLUTIONs + STATIONS + current GLL model + mesh
-                        -> seisflows_eara.optimize.structure: damp, sum, precondition, smooth, PR-CG
-                        -> output/directions/<step>/direction.npz, trial model (m + ε d) GLL folder,
-                           PR-CG state (g, Pg, d) in scratch/optimize/pcg (resume continues it)
+                        -> ONE parallel job of `seisflows-eara direction` (seisflows_eara.direction:
+                           per-slice damp, sum, precondition, smooth, PR-CG; nproc ranks)
+                        -> output/directions/<step>/{gradient,direction}/proc*.npz (per slice),
+                           trial_model_eps<ε>/ (GLL), direction.json; the PR-CG state is those
+                           folders, indexed in scratch/optimize/pcg (resume continues it)
   structure_line_search_terms  (in each event's trial-forward task) frozen windows + s0 window
                         segments of the forward + trial synthetics -> per-window NZCC inner products
                         (or the misfit on an α grid) in a small .npz (seisflows_eara.optimize.reduced)
   structure_line_search the events' .npz files + all-event W_c -> χ(α) in closed form, α chosen,
                         accepted only if χ decreases (no waveforms in the master)
-  write_updated_model   m + α d written as a new GLL folder (complete folder renamed into place)
+  write_updated_model   m + α d per slice as a new GLL folder (a parallel job; complete folder renamed
+                        into place)
   retry_direction       fallback when no α decreases χ: smaller ε, then β = 0 (steepest descent)
 Source iteration (SPEC §5, per event):
   source_trial          CMTSOLUTION + src_frechet -> seisflows_eara.source: check, σ_M, σ_X,
@@ -24,23 +27,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 from seisflows.optimize.gradient import Gradient
 
 from seisflows_eara import params
-from seisflows_eara.io.atomic import atomic_write_bytes
+from seisflows_eara.direction.engine import trial_name
+from seisflows_eara.direction.launch import run_phases
+from seisflows_eara.direction.slices import count_slices
+from seisflows_eara.io.atomic import atomic_write_text
 from seisflows_eara.io.specfem_traces import read_synthetics
-from seisflows_eara.io.stations import read_stations
-from seisflows_eara.kernels import geographic_to_xyz
-from seisflows_eara.measure import event_from_file
-from seisflows_eara.model import GllFields, read_fields, read_mesh, write_fields
-from seisflows_eara.model.parametrization import MODEL_FILES, reference, tiso_mask, update_model
+from seisflows_eara.model.parametrization import INVERTED
 from seisflows_eara.optimize import OptimizerState
 from seisflows_eara.optimize import reduced
-from seisflows_eara.optimize import structure as core
-from seisflows_eara.optimize.pcg import scale
 from seisflows_eara.plugins.base import EaraParameters
 from seisflows_eara import source as source_core
 from seisflows_eara.io.cmtsolution import SourceHistory, read_cmtsolution
@@ -57,6 +56,9 @@ class EaraPcg(EaraParameters, Gradient):
         super().__init__(**kwargs)
         self._init_eara(kwargs)
         self.path["pcg"] = os.path.join(self.path.scratch, "pcg")
+        # the direction job's ranks and MPI launcher: the solver's (one rank per slice)
+        self._nproc = int(kwargs.get("nproc") or 1)
+        self._mpiexec = kwargs.get("mpiexec")
 
     def check(self) -> None:
         self._check_eara()
@@ -86,73 +88,92 @@ class EaraPcg(EaraParameters, Gradient):
     def structure_direction(self, stage: int, iteration: int, structure_index: int,
                             event_kernels: dict[str, str], sources: dict[str, str], stations: str,
                             model: str, mesh: str, output: str, smoother=None) -> dict:
-        """Direction of one structure iteration and its trial model; returns the JSON record.
-        `smoother(fields, σh, σv, sizes)` replaces the Python smoothing (the solver's xsmooth_sem)."""
+        """Direction of one structure iteration and its trial model as ONE parallel job of
+        `seisflows-eara direction` (seisflows_eara.direction: every rank reads only its slices);
+        returns the JSON record (output/direction.json). `smoother(names, σh, σv, input_dir,
+        output_dir)` is the solver's xsmooth_sem (smoothing_program = xsmooth_sem), run inside
+        the job between its phases. The PR-CG state is the per-slice gradient/ and direction/
+        folders, indexed in scratch/optimize/pcg; a repeated step (resume) reads the same
+        previous iteration and rewrites the same files."""
         v = self.eara
-        msh = read_mesh(mesh)
-        m = read_fields(model, list(MODEL_FILES))
-        receivers = read_stations(stations)
-        rxyz = geographic_to_xyz(np.array([s.latitude for s in receivers]),
-                                 np.array([s.longitude for s in receivers]),
-                                 np.array([s.burial / 1000.0 for s in receivers]))
-
-        def events():
-            for name, folder in event_kernels.items():
-                ev = event_from_file(sources[name])
-                k = read_fields(folder, list(core.KERNEL_NAMES), kernel=True)
-                if k.sizes != m.sizes:
-                    raise ValueError(f"event {name}: kernels in {folder} have {k.sizes} points per "
-                                     f"process, the model {model} {m.sizes}")
-                yield core.EventKernels(name, k.fields, geographic_to_xyz(
-                    ev.latitude, ev.longitude, ev.depth_km)[0], rxyz)
-
-        g, hess = core.summed_gradient(events(), msh, m.fields, v)
         sh, sv = params.smoothing_for_iteration(v, structure_index)
-        smooth = None if smoother is None else \
-            (lambda fields, h, z: smoother(fields, h, z, msh.sizes))
-        grad = core.process_gradient(g, hess, msh, v, sh, sv, smoother=smooth)
         state = OptimizerState(self.path.pcg)
-        d = core.direction(grad, state.previous(stage, before=iteration), v["powell_threshold"])
-        state.save(stage, iteration, grad.g, grad.pg, d.raw,
-                   dict(beta=d.beta, restarted=d.restarted, reason=d.reason))
-        os.makedirs(output, exist_ok=True)
-        _save_npz(os.path.join(output, "direction.npz"), d.d)
-        _save_npz(os.path.join(output, "gradient.npz"), {**{f"g_{k}": a for k, a in grad.g.items()},
-                                                          **{f"pg_{k}": a for k, a in grad.pg.items()}})
-        info = dict(direction=os.path.join(output, "direction.npz"), model=model, mesh=mesh,
-                    trial_step=float(v["structure_trial_step"]), beta=d.beta,
-                    restarted=d.restarted, reason=d.reason, powell_ratio=d.powell_ratio,
-                    smoothing_km=[sh, sv], stage=stage, iteration=iteration,
-                    descent=float(sum(np.vdot(grad.g[k], d.d[k]) for k in d.d)))
-        info["trial_model"] = self._write_trial(info, output)
-        with open(os.path.join(output, "direction.json"), "w") as f:
-            json.dump(info, f, indent=1, default=float)
+        prev = state.previous_folders(stage, before=iteration)
+        job, cfg = self._job_folder(output)
+        bad = [x for e, f in event_kernels.items() for x in (e, f, sources[e]) if any(
+            c.isspace() for c in x)]
+        if bad:
+            raise ValueError(f"event names and paths must not contain spaces: {bad}")
+        events = os.path.join(job, "events.txt")
+        atomic_write_text(events, "".join(f"{e} {f} {sources[e]}\n" for e, f in event_kernels.items()))
+        argv = ["--config", cfg, "--events-file", events, "--stations", stations, "--model", model,
+                "--mesh", mesh, "--output", output, "--structure-index", str(structure_index),
+                "--stage", str(stage), "--iteration", str(iteration),
+                "--smoothing-km", repr(float(sh)), repr(float(sv))]
+        if prev is not None:
+            argv += ["--previous-gradient", prev[0], "--previous-direction", prev[1]]
+        if v["smoothing_program"] == "xsmooth_sem":
+            if smoother is None:
+                raise ValueError("smoothing_program xsmooth_sem needs the solver's smoother")
+            work = os.path.join(output.rstrip("/") + ".tmp", "work")
+            names = [f"{p}_{k}" for p in ("g", "pg") for k in INVERTED]
+            phases = [("direction", argv + ["--phase", "gradient", "--smoothing", "xsmooth_sem"]),
+                      ("xsmooth_sem", dict(names=names, sigma_h_km=sh, sigma_v_km=sv,
+                                           input_dir=os.path.join(work, "sem_in"),
+                                           output_dir=os.path.join(work, "sem_out"))),
+                      ("direction", argv + ["--phase", "finish", "--smoothing", "xsmooth_sem"])]
+        else:
+            phases = [("direction", argv + ["--phase", "all", "--smoothing", "python"])]
+        self._direction_job(phases, mesh, job, smoother)
+        with open(os.path.join(output, "direction.json")) as f:
+            info = json.load(f)
+        info["output"] = output
+        state.record(stage, iteration, info["gradient"], info["direction"],
+                     dict(beta=info["beta"], restarted=info["restarted"], reason=info["reason"]))
         return info
 
+    #: set by the workflow: runs a function as ONE job of the system with nproc ranks
+    run_parallel = None
+
+    def _job_folder(self, output: str) -> tuple[str, str]:
+        """scratch/optimize/jobs/<output's name>/ with the EARA parameters of the run."""
+        import hashlib
+        import yaml
+        tag = hashlib.sha1(os.path.abspath(output).encode()).hexdigest()[:8]
+        job = os.path.join(self.path.scratch, "jobs", f"{os.path.basename(output.rstrip('/'))}.{tag}")
+        os.makedirs(job, exist_ok=True)
+        cfg = os.path.join(job, "parameters.yaml")
+        atomic_write_text(cfg, yaml.safe_dump(dict(self.eara), sort_keys=False))
+        return job, cfg
+
+    def _direction_job(self, phases, mesh: str, job: str, smoother=None) -> None:
+        """The phases as one parallel job of min(nproc, slices) ranks through the system
+        (`run_parallel`), or in this process when no workflow set it (one serial rank)."""
+        ranks = max(1, min(int(self._nproc), count_slices(mesh)))
+        mpiexec = self._mpiexec
+
+        def eara_direction_job(**kwargs) -> None:
+            run_phases(phases, ranks, mpiexec, job, smoother)
+        if self.run_parallel is None:
+            eara_direction_job()
+        else:
+            self.run_parallel(eara_direction_job)
+
     def _write_trial(self, info: dict, output: str) -> str:
-        path = os.path.join(output, f"trial_model_eps{info['trial_step']:.6g}")
+        path = os.path.join(output, trial_name(float(info["trial_step"])))
         self.write_updated_model(info["model"], info["direction"], info["trial_step"], path,
                                  info["mesh"])
         return path
 
     def write_updated_model(self, model: str, direction: str, alpha: float, output: str,
                             mesh: str) -> None:
-        """m + α d (δln relative to STW105, SPEC §6) as GLL files; the folder appears complete or
-        not at all (written under a temporary name, then renamed)."""
-        msh = read_mesh(mesh)
-        m = read_fields(model, list(MODEL_FILES))
-        with np.load(direction) as z:
-            d = {k: z[k] for k in z.files}
-        ref = reference(msh.radius, msh.element_radius())
-        tiso = tiso_mask(msh.depth, self.eara["tiso_max_depth"])
-        new = update_model(m.fields, scale(d, alpha), ref, tiso, self.eara["density_scaling"])
-        tmp = output.rstrip("/") + ".tmp"
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp)
-        write_fields(tmp, GllFields(new, m.sizes, m.region))
-        if os.path.isdir(output):
-            shutil.rmtree(output)
-        os.replace(tmp, output)
+        """m + α d (δln relative to STW105, SPEC §6) per slice as GLL files, a parallel job
+        (`direction` is a direction/ folder of per-slice d); the folder appears complete or not at
+        all (written under a temporary name, then renamed)."""
+        job, cfg = self._job_folder(output)
+        self._direction_job([("direction", [
+            "--phase", "update", "--config", cfg, "--model", model, "--direction", direction,
+            "--alpha", repr(float(alpha)), "--mesh", mesh, "--output", output])], mesh, job)
 
     def structure_line_search_terms(self, prepared, s0: str, strial: str, trial_step: float,
                                     output: str, event: str, key: str = "") -> int:
@@ -210,30 +231,28 @@ class EaraPcg(EaraParameters, Gradient):
 
     def retry_direction(self, info: dict, restart: bool) -> dict:
         """Fallback of a rejected line search: a smaller trial step on the same direction, or
-        (restart) the steepest-descent direction −P g with the configured trial step."""
+        (restart) the steepest-descent direction −P g with the configured trial step (a parallel
+        job on the step's per-slice gradient, into <output>/restart/)."""
         out = dict(info)
-        folder = os.path.dirname(info["direction"])
         if restart:
-            state = OptimizerState(self.path.pcg)
-            with np.load(os.path.join(folder, "gradient.npz")) as z:
-                g = {k[2:]: z[k] for k in z.files if k.startswith("g_")}
-                pg = {k[3:]: z[k] for k in z.files if k.startswith("pg_")}
-            d = core.direction(core.Gradient(g, pg, 0.0), None, self.eara["powell_threshold"])
-            state.save(info["stage"], info["iteration"], g, pg, d.raw,
-                       dict(beta=0.0, restarted=True, reason="line search failed: steepest descent"))
-            path = os.path.join(folder, "direction_restart.npz")
-            _save_npz(path, d.d)
-            out.update(direction=path, beta=0.0, restarted=True,
-                       reason="line search failed: steepest descent",
-                       trial_step=float(self.eara["structure_trial_step"]))
-        else:
-            out["trial_step"] = float(info["trial_step"]) * self.eara["step_retry_factor"]
-        out["trial_model"] = self._write_trial(out, folder)
+            base = info.get("output") or os.path.dirname(info["direction"])
+            folder = os.path.join(base, "restart")
+            job, cfg = self._job_folder(folder)
+            step = float(self.eara["structure_trial_step"])
+            self._direction_job([("direction", [
+                "--phase", "steepest", "--config", cfg, "--gradient", info["gradient"],
+                "--model", info["model"], "--mesh", info["mesh"], "--output", folder,
+                "--trial-step", repr(step), "--stage", str(info["stage"]),
+                "--iteration", str(info["iteration"])])], info["mesh"], job)
+            with open(os.path.join(folder, "direction.json")) as f:
+                rec = json.load(f)
+            OptimizerState(self.path.pcg).record(
+                info["stage"], info["iteration"], info["gradient"], rec["direction"],
+                dict(beta=0.0, restarted=True, reason="line search failed: steepest descent"))
+            out.update(direction=rec["direction"], trial_model=rec["trial_model"], beta=0.0,
+                       restarted=True, reason="line search failed: steepest descent",
+                       trial_step=step, descent=rec["descent"], scale=rec["scale"])
+            return out
+        out["trial_step"] = float(info["trial_step"]) * self.eara["step_retry_factor"]
+        out["trial_model"] = self._write_trial(out, os.path.dirname(info["direction"]))
         return out
-
-
-def _save_npz(path: str, fields: dict[str, np.ndarray]) -> None:
-    import io
-    buf = io.BytesIO()
-    np.savez(buf, **fields)
-    atomic_write_bytes(path, buf.getvalue())

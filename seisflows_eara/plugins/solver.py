@@ -334,22 +334,38 @@ class EaraGlobe(EaraParameters, SolverCompat, Specfem3DGlobe):
             _fresh_dir(d)
         write_fields(inp, GllFields({k: np.asarray(v, np.float32) for k, v in fields.items()},
                                     list(sizes), 1), kernel=True)
+        self.smooth_files(list(fields), sigma_h_km, sigma_v_km, inp, out)
         smoothed = {}
         for name in fields:
-            args = xsmooth_sem_command(sigma_h_km, sigma_v_km, f"{name}_kernel",
-                                       os.path.join("SMOOTH", "INPUT", ""),
-                                       os.path.join("SMOOTH", "OUTPUT", ""))[1:]
-            self._run(self.specfem_smooth_binary, os.path.join("SMOOTH", f"{name}.log"), args,
-                      cwd=run)
-            parts = []
-            for i in range(len(sizes)):
-                f = os.path.join(out, gll_filename(i, 1, f"{name}_kernel_smooth"))
-                if not os.path.exists(f):
-                    raise SolverError(f"{self.specfem_smooth_binary} wrote no {f}; see "
-                                      f"{os.path.join(base, name + '.log')}")
-                parts.append(read_gll(f))
+            parts = [read_gll(os.path.join(out, gll_filename(i, 1, f"{name}_kernel_smooth")))
+                     for i in range(len(sizes))]
             smoothed[name] = np.concatenate(parts).astype(np.float64)
         return smoothed
+
+    def smooth_files(self, names: list[str], sigma_h_km: float, sigma_v_km: float,
+                     input_dir: str, output_dir: str) -> None:
+        """xsmooth_sem (nproc MPI ranks, one per slice, from the main solver directory whose
+        DATA/Par_file and mesh databases it reads) on per-slice files
+        input_dir/proc*_reg1_<name>_kernel.bin -> output_dir/proc*_reg1_<name>_kernel_smooth.bin,
+        one run per name; what the direction job runs between its phases (SPEC §6 step 4)."""
+        run = self.path.mainsolver
+        os.makedirs(output_dir, exist_ok=True)
+        logs = os.path.join(os.path.abspath(output_dir), "logs")
+        os.makedirs(logs, exist_ok=True)
+        def rel(path: str) -> str:        # inside the run folder: as SPECFEM's examples write it
+            path = os.path.abspath(path)
+            inside = os.path.commonpath([path, os.path.abspath(run)]) == os.path.abspath(run)
+            return os.path.join(os.path.relpath(path, run) if inside else path, "")
+        for name in names:
+            args = xsmooth_sem_command(sigma_h_km, sigma_v_km, f"{name}_kernel", rel(input_dir),
+                                       rel(output_dir))[1:]
+            log = os.path.join(logs, f"{name}.log")
+            self._run(self.specfem_smooth_binary, log, args, cwd=run)
+            nslices = len(glob.glob(os.path.join(input_dir, f"proc*_reg1_{name}_kernel.bin")))
+            for i in range(nslices):
+                f = os.path.join(output_dir, gll_filename(i, 1, f"{name}_kernel_smooth"))
+                if not os.path.exists(f):
+                    raise SolverError(f"{self.specfem_smooth_binary} wrote no {f}; see {log}")
 
     def par_value(self, key: str) -> str:
         """A value of the event's Par_file (e.g. RECORD_LENGTH_IN_MINUTES)."""

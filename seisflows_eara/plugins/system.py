@@ -35,6 +35,9 @@ SUBMIT_WORKFLOW = os.path.join(ROOT_DIR, "system", "runscripts", "submit_workflo
 STEP_TASK_TYPES = {"forward": "forward", "final_forward": "forward", "perturbed_forward": "forward",
                    "trial_forward": "forward", "source_adjoint": "adjoint", "kernel": "kernel"}
 SOLVER_TYPES = frozenset({"forward", "adjoint", "kernel"})
+#: single jobs of nproc ranks (MPI over the mesh slices): the structure direction, trial model and
+#: model update of seisflows_eara.direction
+PARALLEL_STEPS = frozenset({"direction"})
 
 
 class EaraSlurm(EaraParameters, Slurm):
@@ -59,7 +62,8 @@ class EaraSlurm(EaraParameters, Slurm):
     def site(self) -> core.SlurmSite:
         """The site: the preset of `slurm_site` with the non-null slurm_* values over it."""
         walltimes = {t: getattr(self, f"slurm_walltime_{t}") for t in ("forward", "adjoint",
-                                                                       "kernel", "serial")}
+                                                                       "kernel", "serial",
+                                                                       "direction")}
         walltimes["master"] = float(self.walltime)
         environment = list(self.slurm_environment)
         for item in filter(None, (self.environs or "").split(",")):
@@ -125,13 +129,15 @@ class EaraSlurm(EaraParameters, Slurm):
         Slurm jobs; raises core.TaskFailureError naming the tasks (events) that still fail after
         `slurm_task_retries` retries."""
         step = getattr(funcs[0], "eara_step", None)
-        if single:
+        if step in PARALLEL_STEPS:
+            task_type = step                   # one job of nproc ranks (the direction step)
+        elif single:
             task_type = "serial"
         elif step is not None:
             task_type = STEP_TASK_TYPES.get(step, "serial")
         else:
             task_type = "forward"              # SeisFlows' own per-event tasks run the solver
-        ranks = (int(self.nproc) if task_type in SOLVER_TYPES else 1) * \
+        ranks = (int(self.nproc) if task_type in SOLVER_TYPES | PARALLEL_STEPS else 1) * \
             int(getattr(funcs[0], "eara_ranks_factor", 1))       # bundled simultaneous runs
         ids = [0] if single else list(range(int(self.ntask)))
         names = dict(enumerate(getattr(funcs[0], "eara_task_names", None) or []))

@@ -203,6 +203,7 @@ class EaraInversion(EaraParameters, WorkflowCompat, Inversion):
         `seisflows resume` (or `submit` again) continues where a run stopped."""
         state = self.state
         steps = self.steps
+        self.optimize.run_parallel = self._run_parallel_job     # direction jobs via the system
         if any(s.kind == "source" for s in steps):
             self._check_observed_times()
         logger.info(f"EARA schedule: {len(steps)} steps, {len(state.completed)} done")
@@ -318,10 +319,21 @@ class EaraInversion(EaraParameters, WorkflowCompat, Inversion):
             stage=step.stage, iteration=step.iteration, structure_index=step.structure_index,
             event_kernels=events, sources=sources, stations=stations,
             model=self._current_model(), mesh=self._mesh_path(), output=self.direction_path(step),
-            smoother=self.solver.smooth if self.solver.smoothing_program == "xsmooth_sem" else None)
+            smoother=self.solver.smooth_files if self.solver.smoothing_program == "xsmooth_sem"
+            else None)
         state = self.state
         state.records.setdefault("directions", {})[step.key] = info
         state.save()
+
+    def _run_parallel_job(self, func) -> None:
+        """`func()` as ONE job of the system with nproc ranks (eara_slurm: a `direction` job of
+        slurm_walltime_direction; workstation: in this process, which launches mpiexec itself):
+        the optimize plugin's direction, trial-model and model-update jobs."""
+        def eara_direction_task(**kwargs) -> None:
+            func()
+        eara_direction_task.eara_step = "direction"
+        eara_direction_task.eara_task_names = ["direction"]
+        self.system.run([eara_direction_task], single=True)
 
     def _step_trial_forward(self, step: Step) -> None:
         """One forward per event at m + ε d (eq. C6), not measured; in the same event task, the

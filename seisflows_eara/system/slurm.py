@@ -38,8 +38,9 @@ from typing import Any, Callable, Mapping, Sequence
 from seisflows_eara.io.atomic import atomic_write_text
 
 #: task types with their own walltime: solver runs (forward, adjoint = source derivatives,
-#: kernel), single-process tasks (serial) and the master job that runs the workflow
-TASK_TYPES = ("forward", "adjoint", "kernel", "serial", "master")
+#: kernel), single-process tasks (serial), the slice-parallel structure direction (direction)
+#: and the master job that runs the workflow
+TASK_TYPES = ("forward", "adjoint", "kernel", "serial", "direction", "master")
 
 #: Slurm job states after which a job runs no more (squeue/scontrol names)
 TERMINAL_STATES = frozenset({
