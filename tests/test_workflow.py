@@ -85,9 +85,15 @@ def _standin_bin(folder: Path) -> Path:
     return folder
 
 
+#: world and reference_run, once per session also for tests/test_seisflows3.py, which imports them
+_SESSION: dict = {}
+
+
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> dict:
     """Mesh, 1-D initial model, true model with the anomaly, observed data of both events."""
+    if "world" in _SESSION:
+        return _SESSION["world"]
     root = tmp_path_factory.mktemp("toy_world")
     mesh = root / "proc000000_reg1_solver_data.bin"
     with lzma.open(TINY / "DATABASES_MPI" / "proc000000_reg1_solver_data.bin.xz") as f:
@@ -119,8 +125,9 @@ def world(tmp_path_factory) -> dict:
         (obs / ev).mkdir(parents=True)      # absolute times: the true centroid time
         read_synthetics(str(run / "OUTPUT_FILES"), TRUE_TIME + shift).write(
             str(obs / ev / f"{ev}.mseed"), format="MSEED", encoding="FLOAT64")
-    return dict(root=root, mesh=mesh, init=init, true=true, cfg=cfg, bin=bindir, obs=obs,
-                gauss=gauss)
+    _SESSION["world"] = dict(root=root, mesh=mesh, init=init, true=true, cfg=cfg, bin=bindir,
+                             obs=obs, gauss=gauss)
+    return _SESSION["world"]
 
 
 def _stations_text() -> str:
@@ -155,8 +162,9 @@ def _project(world: dict, tmp: Path, source_iterations: int, structure_iteration
 
 
 def _seisflows(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True,
-               timeout: float = 1200):
-    exe = str(Path(sys.executable).with_name("seisflows"))
+               timeout: float = 1200, exe: str | None = None):
+    """`seisflows CMD` in `cwd`: this interpreter's SeisFlows, or the executable `exe`."""
+    exe = exe or str(Path(sys.executable).with_name("seisflows"))
     p = subprocess.run([exe, *cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                        env={**os.environ, **(env or {})})
     if check and p.returncode != 0:
@@ -175,12 +183,14 @@ def _simulations(work: Path) -> list[str]:
     return (work / "output" / "simulations.log").read_text().split("\n")[:-1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference_run(world, tmp_path_factory) -> Path:
     """One uninterrupted run: 1 stage, 1 source + 2 structure iterations, 2 events."""
-    work = _project(world, tmp_path_factory.mktemp("reference_run"), 1, 2)
-    _seisflows(["submit"], work)
-    return work
+    if "reference_run" not in _SESSION:
+        work = _project(world, tmp_path_factory.mktemp("reference_run"), 1, 2)
+        _seisflows(["submit"], work)
+        _SESSION["reference_run"] = work
+    return _SESSION["reference_run"]
 
 
 def _event_misfit(work: Path, step: str, event: str) -> float:

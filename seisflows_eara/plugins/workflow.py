@@ -200,7 +200,7 @@ class EaraInversion(EaraParameters, WorkflowCompat, Inversion):
 
     def run(self) -> None:
         """Every pending step of the schedule in order; the state is saved after each step, so
-        `seisflows resume` (or `submit` again) continues where a run stopped."""
+        `seisflows submit` again (2.3.1 also: `seisflows resume`) continues where a run stopped."""
         state = self.state
         steps = self.steps
         self.optimize.run_parallel = self._run_parallel_job     # direction jobs via the system
