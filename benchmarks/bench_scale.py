@@ -15,8 +15,19 @@ measured (not timed: the forward step does it in the event's task), then
     in a fresh process: wall time and peak RSS (including the interpreter and numpy).
 Today's figures are extrapolated per window to the full size for the ratio.
 
-Run: python benchmarks/bench_scale.py [--json FILE] [--stations 100] [--events 142]
-     [--windows 800000] [--baseline-events 2]
+Direction (bench_direction). `seisflows-eara direction` under `mpiexec -n 2` on the real 4-slice
+fixture (shared/fixtures/specfem3d_globe_tiny_4slices, 2 slices = 460,000 GLL points per rank),
+with 1 and 64 events (the real kernels, sources 0.5° apart), smoothing left out (production runs
+SPECFEM's xsmooth_sem, the same program in both paths): per-rank peak RSS (VmHWM) per point, CPU
+seconds of the busiest rank per point per event (slope between the two runs; the rest is the
+per-iteration part: mesh, model, PR-CG, trial model), extrapolated to 441 slices × 142 events on
+441 ranks (290 M points); against SPECFEM's xsum_preconditioned_kernels (64 events) +
+xadd_model_tiso_cg on the one-slice fixture (CPU seconds of the MPI singletons) when SPECFEM_BIN
+holds them (else skipped with the reason).
+
+Run: python benchmarks/bench_scale.py [--json FILE] [--part all|line_search|direction]
+     [--stations 100] [--events 142] [--windows 800000] [--baseline-events 2]
+     [--direction-ranks 2] [--direction-events 1 64]
 """
 from __future__ import annotations
 
@@ -260,6 +271,186 @@ def bench_line_search(stations: int = 100, events: int = 142, windows: int = 800
     return out
 
 
+# ---------------------------------------------------------------- direction (issue 16 items 2-3)
+#: one rank of the benchmarked direction job: the command, then this rank's peak RSS and times
+_RANK = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+from seisflows_eara.cli import main
+import numpy, scipy.spatial, obspy                      # what every rank imports anyway
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+rss_imports = hwm()
+t1, c1 = time.perf_counter(), time.process_time()
+rc = main(["direction", *sys.argv[2:]])
+rank = os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0"))
+with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as f:
+    json.dump(dict(peak_rss_mb=hwm(), rss_after_imports_mb=rss_imports,
+                   seconds=time.perf_counter() - t1, cpu_seconds=time.process_time() - c1,
+                   import_seconds=t1 - t0), f)
+sys.exit(rc)
+"""
+#: full size (SPEC §8): crust/mantle GLL points of EARA's mesh, slices, events
+FULL_POINTS, FULL_SLICES, FULL_EVENTS = 290e6, 441, 142
+
+
+def _direction_world(root: Path, events: int) -> dict:
+    """The 4-slice fixture decompressed, `events` events: the real kernels (links) with their
+    sources moved 0.5° apart (different damping), a parameters.yaml."""
+    import lzma
+    import shutil
+    src = SHARED / "fixtures" / "specfem3d_globe_tiny_4slices"
+    for sub in ("DATABASES_MPI", "MODEL_GLL"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        for f in sorted((src / sub).glob("*.xz")):
+            with lzma.open(f) as fin, open(root / sub / f.name[:-3], "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+    cmt = (src / "DATA" / "CMTSOLUTION").read_text().splitlines()
+    lines = []
+    for e in range(events):
+        lat, lon = 36.98 + 0.5 * (e % 8), 22.87 + 0.5 * (e // 8)
+        text = "\n".join(f"latitude:       {lat:.4f}" if ln.startswith("latitude:")
+                         else f"longitude:      {lon:.4f}" if ln.startswith("longitude:")
+                         else ln for ln in cmt) + "\n"
+        (root / f"E{e:03d}.cmt").write_text(text)
+        lines.append(f"E{e:03d} {src / 'KERNELS'} {root / f'E{e:03d}.cmt'}\n")
+    (root / "events.txt").write_text("".join(lines))
+    (root / "parameters.yaml").write_text("smoothing_program: python\n")
+    return dict(stations=str(src / "DATA" / "STATIONS"), mesh=str(root / "DATABASES_MPI"),
+                model=str(root / "MODEL_GLL"), events=str(root / "events.txt"),
+                config=str(root / "parameters.yaml"))
+
+
+def _direction_job(w: dict, root: Path, ranks: int, events: int, tag: str) -> dict:
+    """`mpiexec -n ranks` of the direction command on the first `events` events (no smoothing:
+    production smoothing is SPECFEM's xsmooth_sem, the same in both paths); per-rank figures."""
+    import shutil
+    report = root / f"report_{tag}"
+    report.mkdir()
+    ev = root / f"events_{tag}.txt"
+    ev.write_text("".join(open(w["events"]).readlines()[:events]))
+    argv = ["--config", w["config"], "--events-file", str(ev), "--stations", w["stations"],
+            "--model", w["model"], "--mesh", w["mesh"], "--output", str(root / f"out_{tag}"),
+            "--smoothing", "none"]
+    cmd = [sys.executable, "-c", _RANK, str(report), *argv]
+    if ranks > 1 or shutil.which("mpiexec"):
+        cmd = ["mpiexec", "-n", str(ranks), *cmd]
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMP_NUM_THREADS": "1"}
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        raise RuntimeError(f"direction job failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    ranks_out = [json.loads(f.read_text()) for f in sorted(report.glob("rank*.json"))]
+    return dict(wall=wall, seconds=max(r["seconds"] for r in ranks_out),
+                cpu_seconds=max(r["cpu_seconds"] for r in ranks_out),
+                peak_rss_mb=max(r["peak_rss_mb"] for r in ranks_out),
+                rss_after_imports_mb=max(r["rss_after_imports_mb"] for r in ranks_out))
+
+
+def _specfem_tools(events: int) -> dict | str:
+    """xsum_preconditioned_kernels (N events) + xadd_model_tiso_cg on the one-slice fixture, MPI
+    singletons (benchmarks/bench_structure.py's set-up), or the reason they cannot run."""
+    bin_dir = os.environ.get("SPECFEM_BIN")
+    if not bin_dir:
+        return "SPECFEM_BIN is not set"
+    if not all((Path(bin_dir) / p).exists() for p in ("xsum_preconditioned_kernels",
+                                                      "xadd_model_tiso_cg")):
+        return f"{bin_dir} has no xsum_preconditioned_kernels / xadd_model_tiso_cg"
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_structure as bs
+    bs.SPECFEM_BIN = Path(bin_dir)
+    if not Path("/usr/bin/time").exists():
+        return "/usr/bin/time missing"
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    r = {}
+    with tempfile.TemporaryDirectory(prefix="bench_specfem_") as tmp:
+        root = bs._setup(Path(tmp), events)
+        for key, args in (("sum", ["xsum_preconditioned_kernels"]),
+                          ("direction", ["xadd_model_tiso_cg", "0.03"])):
+            t0 = time.perf_counter()
+            p = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", str(Path(bin_dir) / args[0]),
+                                *args[1:]], cwd=root, capture_output=True, text=True, env=env)
+            if p.returncode != 0:
+                return (f"{args[0]} failed on the one-slice fixture: {p.stdout[-300:]} "
+                        f"{p.stderr[-300:]}")
+            user, sys_, rss = p.stderr.strip().splitlines()[-1].split()
+            r[key] = float(user) + float(sys_)              # CPU seconds (an MPI singleton)
+            r[f"{key}_wall"] = time.perf_counter() - t0
+            r[f"{key}_rss"] = float(rss) / 1024.0
+    from seisflows_eara.model.mesh import read_mesh
+    return dict(r, points=int(read_mesh(str(SHARED / "fixtures" / "specfem3d_globe_tiny" /
+                                             "DATABASES_MPI"), iproc=0).npoint))
+
+
+def bench_direction(ranks: int = 2, events: tuple[int, int] = (1, 64)) -> dict:
+    """Per-rank peak RSS per GLL point and seconds per point per event of the direction job under
+    `mpiexec -n ranks` on the 4-slice fixture with events[0] and events[1] (replicated) events;
+    extrapolated to 441 slices x 142 events on 441 ranks; SPECFEM's tools where SPECFEM_BIN has
+    them. Returns the `direction` JSON section."""
+    from seisflows_eara.direction.comm import my_slices
+    from seisflows_eara.model.mesh import read_mesh
+    with tempfile.TemporaryDirectory(prefix="bench_direction_") as tmp:
+        root = Path(tmp)
+        w = _direction_world(root, max(events))
+        sizes = [read_mesh(w["mesh"], iproc=s).npoint for s in range(4)]
+        per_rank = max(sum(sizes[s] for s in my_slices(4, r, ranks)) for r in range(ranks))
+        runs = {n: _direction_job(w, root, ranks, n, f"e{n}") for n in events}
+    n0, n1 = events
+    # CPU seconds of the busiest rank (the 2 cores are shared with other work: wall times vary)
+    per_event = (runs[n1]["cpu_seconds"] - runs[n0]["cpu_seconds"]) / (n1 - n0)
+    fixed = runs[n0]["cpu_seconds"] - n0 * per_event      # mesh, model, PR-CG, trial model
+    s_pt_ev = per_event / per_rank
+    full_pts = FULL_POINTS / FULL_SLICES
+    hours = (fixed / per_rank * full_pts + FULL_EVENTS * s_pt_ev * full_pts) / 3600.0
+    peak = max(r["peak_rss_mb"] for r in runs.values())
+    imports = max(r["rss_after_imports_mb"] for r in runs.values())
+    slice_pts = max(sizes)
+    out = {"ranks": ranks, "slices": 4, "points_per_rank": per_rank, "points_per_slice": slice_pts,
+           "events": list(events), "peak_rss_mb_per_rank": peak,
+           "rss_after_imports_mb": imports,
+           "bytes_per_point_per_rank": peak * 2 ** 20 / per_rank,
+           "bytes_per_point_above_imports_per_slice": (peak - imports) * 2 ** 20 / slice_pts,
+           "seconds_per_point_per_event": s_pt_ev, "fixed_seconds": fixed,
+           "seconds": {str(n): r["seconds"] for n, r in runs.items()},
+           "cpu_seconds": {str(n): r["cpu_seconds"] for n, r in runs.items()},
+           "full_size_points_per_rank": full_pts,
+           "full_size_hours_441_ranks": hours,
+           "full_size_peak_rss_mb_per_rank": imports + (peak - imports) * full_pts / slice_pts}
+    print(f"direction, mpiexec -n {ranks} on 4 slices ({per_rank} points per rank): "
+          f"{runs[n0]['cpu_seconds']:.1f} s CPU for {n0} event(s), {runs[n1]['cpu_seconds']:.1f} s "
+          f"for {n1} (wall {runs[n0]['seconds']:.1f}, {runs[n1]['seconds']:.1f} s) -> "
+          f"{s_pt_ev * 1e9:.0f} ns per point per event; peak RSS {peak:.0f} MB per rank "
+          f"({out['bytes_per_point_per_rank']:.0f} B per point; "
+          f"{out['bytes_per_point_above_imports_per_slice']:.0f} B per point of a slice above "
+          f"{imports:.0f} MB of imports)")
+    print(f"direction at full size: {FULL_EVENTS} events on {FULL_SLICES} ranks of "
+          f"{full_pts:.0f} points: {hours * 60:.2f} min, "
+          f"~{out['full_size_peak_rss_mb_per_rank']:.0f} MB "
+          f"per rank (smoothing excluded: SPECFEM's xsmooth_sem in both paths)")
+    sf = _specfem_tools(n1)
+    if isinstance(sf, str):
+        print(f"direction vs SPECFEM's xsum_preconditioned_kernels + xadd_model_tiso_cg: skipped "
+              f"({sf})")
+        out["specfem"] = {"skipped": sf}
+    else:
+        sf_s = sf["sum"] / sf["points"] / n1                 # xsum: per event; add_model: once
+        sf_h = (sf["direction"] / sf["points"] + FULL_EVENTS * sf_s) * full_pts / 3600.0
+        out["specfem"] = dict(sf, seconds_per_point_per_event=sf_s, full_size_hours_441_ranks=sf_h,
+                              ratio_ours_to_specfem=hours / sf_h)
+        print(f"direction, SPECFEM's tools ({n1} events, one-slice fixture, "
+              f"{sf['points']} points, one rank): sum {sf['sum']:.1f} s CPU "
+              f"({sf['sum_rss']:.0f} MB), "
+              f"add_model {sf['direction']:.1f} s CPU ({sf['direction_rss']:.0f} MB) -> "
+              f"{sf_s * 1e9:.0f} ns per point per event; full size "
+              f"{out['specfem']['full_size_hours_441_ranks'] * 60:.2f} min; ours / SPECFEM = "
+              f"{out['specfem']['ratio_ours_to_specfem']:.2f}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", help="write the figures to this JSON file")
@@ -267,14 +458,21 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=142)
     ap.add_argument("--windows", type=int, default=800_000)
     ap.add_argument("--baseline-events", type=int, default=2)
+    ap.add_argument("--part", choices=("all", "line_search", "direction"), default="all")
+    ap.add_argument("--direction-ranks", type=int, default=2)
+    ap.add_argument("--direction-events", type=int, nargs=2, default=[1, 64])
     ap.add_argument("--_part", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._part:
         with open(a._part[1]) as f:
             print(json.dumps(PARTS[a._part[0]](json.load(f))))
         return
-    figures = {"line_search": bench_line_search(a.stations, a.events, a.windows,
-                                                a.baseline_events)}
+    figures = {}
+    if a.part in ("all", "line_search"):
+        figures["line_search"] = bench_line_search(a.stations, a.events, a.windows,
+                                                   a.baseline_events)
+    if a.part in ("all", "direction"):
+        figures["direction"] = bench_direction(a.direction_ranks, tuple(a.direction_events))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(figures, f, indent=1)

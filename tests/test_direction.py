@@ -112,7 +112,8 @@ def _single_process(w: dict, previous=None, smooth: bool = True):
     msh = read_mesh(str(w["mesh"]))
     m = read_fields(str(w["model"]), list(PARS))
     rec = read_stations(str(w["stations"]))
-    rxyz = geographic_to_xyz(np.array([r.latitude for r in rec]), np.array([r.longitude for r in rec]),
+    rxyz = geographic_to_xyz(np.array([r.latitude for r in rec]),
+                             np.array([r.longitude for r in rec]),
                              np.array([r.burial / 1000.0 for r in rec]))
 
     def events():
@@ -308,7 +309,7 @@ def test_optimize_plugin_runs_the_job_with_mpi_and_its_retries(world, runs, tmp_
     launched = []
     opt.run_parallel = lambda f: (launched.append(f.__name__), f())
     out = tmp_path / "w" / "output" / "directions" / "stage1_structure01_direction"
-    info = opt.structure_direction(1, 1, 1, {"EV1": str(world["kernels"]), "EV2": str(world["kernels"])},
+    info = opt.structure_direction(1, 1, 1, {e: str(world["kernels"]) for e in ("EV1", "EV2")},
                                    {e: str(world["root"] / f"{e}.cmt") for e in ("EV1", "EV2")},
                                    str(world["stations"]), str(world["model"]), str(world["mesh"]),
                                    str(out))
@@ -327,6 +328,7 @@ def test_optimize_plugin_runs_the_job_with_mpi_and_its_retries(world, runs, tmp_
         assert np.array_equal(d0[f"d_{k}"], d1[f"d_{k}"])
     assert OptimizerState(opt.path.pcg).previous_folders(1, before=2)[1] == restart["direction"]
     new = tmp_path / "models" / "it01"
-    opt.write_updated_model(str(world["model"]), info["direction"], 0.01, str(new), str(world["mesh"]))
+    opt.write_updated_model(str(world["model"]), info["direction"], 0.01, str(new),
+                            str(world["mesh"]))
     assert _files(new) == _files(out / "trial_model_eps0.01")
     assert not Path(str(new) + ".tmp").exists()

@@ -27,15 +27,19 @@ PHASES = ("all", "gradient", "finish", "steepest", "update")
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="parameters.yaml (EARA keys; defaults otherwise)")
+    p.add_argument("--config", required=True,
+                   help="parameters.yaml (EARA keys; defaults otherwise)")
     p.add_argument("--phase", choices=PHASES, default="all")
     p.add_argument("--event", nargs=3, action="append", default=[],
                    metavar=("NAME", "KERNELS", "CMTSOLUTION"),
                    help="one event: name, folder of its proc*_reg1_*_kernel.bin, its source")
-    p.add_argument("--events-file", help="lines 'NAME KERNELS_FOLDER CMTSOLUTION' (instead of --event)")
+    p.add_argument("--events-file",
+                   help="lines 'NAME KERNELS_FOLDER CMTSOLUTION' (instead of --event)")
     p.add_argument("--stations", help="STATIONS (receivers of the damping)")
-    p.add_argument("--model", required=True, help="folder of the current GLL model proc*_reg1_<par>.bin")
-    p.add_argument("--mesh", required=True, help="DATABASES_MPI with proc*_reg1_solver_data.bin[.xz]")
+    p.add_argument("--model", required=True,
+                   help="folder of the current GLL model proc*_reg1_<par>.bin")
+    p.add_argument("--mesh", required=True,
+                   help="DATABASES_MPI with proc*_reg1_solver_data.bin[.xz]")
     p.add_argument("--output", required=True, help="folder written (complete or not at all)")
     p.add_argument("--previous-gradient", help="gradient/ folder of the previous iteration")
     p.add_argument("--previous-direction", help="direction/ folder of the previous iteration")
@@ -67,7 +71,8 @@ def _events(a: argparse.Namespace) -> list[engine.EventInput]:
                                                 f"CMTSOLUTION', got {line.strip()!r}")
                 rows.append(tuple(parts))
     if not rows:
-        raise params.ParameterError("no events: give --event NAME KERNELS CMTSOLUTION or --events-file")
+        raise params.ParameterError("no events: give --event NAME KERNELS CMTSOLUTION or "
+                                    "--events-file")
     return [engine.EventInput(*r) for r in rows]
 
 
@@ -118,11 +123,13 @@ def _run(a: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if comm.rank == 0 and info and "beta" in info:
-        print(f"{os.path.basename(a.output.rstrip('/'))}: β = {info['beta']:.6g}"
-              f"{' (' + info['reason'] + ')' if info['reason'] else ''}, g·d = {info['descent']:.6g}, "
-              f"{info['slices']} slices on {info['ranks']} rank(s); trial model {info['trial_model']}")
+        why = f" ({info['reason']})" if info["reason"] else ""
+        print(f"{os.path.basename(a.output.rstrip('/'))}: β = {info['beta']:.6g}{why}, "
+              f"g·d = {info['descent']:.6g}, {info['slices']} slices on {info['ranks']} rank(s); "
+              f"trial model {info['trial_model']}")
     return 0
 
 
-COMMANDS.append(("direction", "structure direction from event kernels, slice-parallel (mpiexec -n R)",
+COMMANDS.append(("direction",
+                 "structure direction from event kernels, slice-parallel (mpiexec -n R)",
                  _args, _run))

@@ -196,7 +196,8 @@ def gradient_phase(comm, inp: DirectionInputs, work: str, slices: list[int]) -> 
             p = preconditioner(z["hess"], v["hessian_threshold"], v["hessian_rule"], hmax=hmax)
             g = {k: z[f"g_{k}"] for k in INVERTED}
             pg = precondition(g, p)
-            fields = {**{f"g_{k}": a for k, a in g.items()}, **{f"pg_{k}": a for k, a in pg.items()}}
+            fields = {**{f"g_{k}": a for k, a in g.items()},
+                      **{f"pg_{k}": a for k, a in pg.items()}}
             save_slice(os.path.join(work, "gradient_raw"), s, fields)
             if inp.smoothing == "xsmooth_sem":
                 sem = os.path.join(work, "sem_in")
@@ -504,8 +505,8 @@ def _final_paths(info: dict, tmp: str, output: str) -> dict:
 
 def run_steepest(comm, gradient: str, mesh: str, model: str, values: dict, output: str,
                  trial_step: float, info: dict | None = None) -> dict:
-    """β = 0 restart (a rejected line search): d = −Pg of an existing gradient folder, normalized,
-    and its trial model; published as `<output>` (direction/, trial_model_eps*/)."""
+    """β = 0 restart (a rejected line search): d = −Pg of an existing gradient folder,
+    normalized, and its trial model; published as `<output>` (direction/, trial_model_eps*/)."""
     tmp = output.rstrip("/") + ".tmp"
     _start(comm, tmp)
     try:

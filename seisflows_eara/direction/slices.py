@@ -8,13 +8,12 @@ files, and what the job writes is one file per slice (`proc<NNNNNN>.npz`, float6
 from __future__ import annotations
 
 import glob
-import io
 import os
 import re
 
 import numpy as np
 
-from seisflows_eara.io.atomic import atomic_write_bytes
+from seisflows_eara.io.atomic import atomic_open
 from seisflows_eara.model.gll import gll_filename, read_gll
 from seisflows_eara.model.mesh import mesh_files
 
@@ -62,9 +61,8 @@ def slice_file(folder: str, iproc: int) -> str:
 def save_slice(folder: str, iproc: int, fields: dict[str, np.ndarray]) -> None:
     """One slice's float64 fields as proc<NNNNNN>.npz, written atomically."""
     os.makedirs(folder, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v, np.float64) for k, v in fields.items()})
-    atomic_write_bytes(slice_file(folder, iproc), buf.getvalue())
+    with atomic_open(slice_file(folder, iproc), "wb") as f:     # streamed: no copy in memory
+        np.savez(f, **{k: np.asarray(v, np.float64) for k, v in fields.items()})
 
 
 def load_slice(folder: str, iproc: int, prefix: str = "", what: str = "") -> dict[str, np.ndarray]:

@@ -105,7 +105,8 @@ class EaraPcg(EaraParameters, Gradient):
         if bad:
             raise ValueError(f"event names and paths must not contain spaces: {bad}")
         events = os.path.join(job, "events.txt")
-        atomic_write_text(events, "".join(f"{e} {f} {sources[e]}\n" for e, f in event_kernels.items()))
+        atomic_write_text(events, "".join(f"{e} {f} {sources[e]}\n"
+                                          for e, f in event_kernels.items()))
         argv = ["--config", cfg, "--events-file", events, "--stations", stations, "--model", model,
                 "--mesh", mesh, "--output", output, "--structure-index", str(structure_index),
                 "--stage", str(stage), "--iteration", str(iteration),
@@ -140,7 +141,8 @@ class EaraPcg(EaraParameters, Gradient):
         import hashlib
         import yaml
         tag = hashlib.sha1(os.path.abspath(output).encode()).hexdigest()[:8]
-        job = os.path.join(self.path.scratch, "jobs", f"{os.path.basename(output.rstrip('/'))}.{tag}")
+        name = os.path.basename(output.rstrip("/"))
+        job = os.path.join(self.path.scratch, "jobs", f"{name}.{tag}")
         os.makedirs(job, exist_ok=True)
         cfg = os.path.join(job, "parameters.yaml")
         atomic_write_text(cfg, yaml.safe_dump(dict(self.eara), sort_keys=False))
