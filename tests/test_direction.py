@@ -332,3 +332,26 @@ def test_optimize_plugin_runs_the_job_with_mpi_and_its_retries(world, runs, tmp_
                             str(world["mesh"]))
     assert _files(new) == _files(out / "trial_model_eps0.01")
     assert not Path(str(new) + ".tmp").exists()
+
+
+def test_xsmooth_sem_phases_use_what_the_smoother_wrote(world, tmp_path):
+    """smoothing_program xsmooth_sem: --phase gradient leaves g and Pg as SPECFEM float32 kernel
+    files (work/sem_in, one per slice and field), xsmooth_sem's outputs (here an identity
+    "smoother": the files copied to *_kernel_smooth.bin) are what --phase finish reads; the result
+    is the unsmoothed direction to float32 precision."""
+    out = tmp_path / "sem"
+    argv = _argv(world, out, "--smoothing", "xsmooth_sem")
+    _in_process(argv + ["--phase", "gradient"])
+    assert not out.exists()
+    work = Path(str(out) + ".tmp") / "work"
+    files = sorted((work / "sem_in").glob("proc*_reg1_*_kernel.bin"))
+    assert len(files) == 4 * 12 and files[0].name == "proc000000_reg1_g_eta_kernel.bin"
+    (work / "sem_out").mkdir()
+    for f in files:
+        shutil.copy(f, work / "sem_out" / f.name.replace("_kernel.bin", "_kernel_smooth.bin"))
+    info = _in_process(argv + ["--phase", "finish"])
+    assert info["smoothing"] == "xsmooth_sem" and not work.exists()
+    _in_process(_argv(world, tmp_path / "none", "--smoothing", "none"))
+    a, b = _joined(out, "direction"), _joined(tmp_path / "none", "direction")
+    for k in ("vc", "vsv", "vsh", "eta", "vp", "vs"):
+        assert np.abs(a[f"d_{k}"] - b[f"d_{k}"]).max() <= 1e-6, k
