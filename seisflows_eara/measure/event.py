@@ -12,9 +12,11 @@ Stages (measure_event's docstring): read (io.waveforms) -> select (measure.selec
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -31,8 +33,10 @@ from seisflows_eara.measure.qc import (index_inventory, merge_traces, span_touch
 from seisflows_eara.measure.selection import (ChannelSet, SelectionRules, channel_sets,
                                               select_channels)
 from seisflows_eara.measure.measurements import cc_and_lag, snr_db
+from seisflows_eara.measure.prepared import (BANDS, ObservedUnit, PreparedObserved,
+                                             PreparedWriter, processing_parameters)
 from seisflows_eara.misfit.nzcc import nzcc_misfit_and_adjoint
-from seisflows_eara.processing import (Band, TimeAxis, common_axis, correct_misorientation,
+from seisflows_eara.processing import (Band, TimeAxis, bandpass_stream, common_axis, correct_misorientation,
                                        filter_and_resample_many, prepare_observed,
                                        prepare_synthetic, response_prefilter, rotate_to_zrt)
 from seisflows_eara.weights import categorical_weights, geographic_weights, quality_weight
@@ -162,9 +166,10 @@ def _key(st: Station) -> tuple[str, str]:
 
 @dataclass
 class _Measured:
-    """A station that passed processing: its Z/R/T streams, axis and window index range."""
+    """A station that passed processing: its Z/R/T streams (observed: one Stream to band-pass, or
+    the prepared band -> band-passed Stream), axis and window index range."""
     station: int
-    observed: Stream
+    observed: Stream | dict[str, Stream]
     synthetic: Stream
     axis: TimeAxis
     first: int
@@ -187,7 +192,15 @@ def _measure_block(block: list[_Measured], wdata: list[_WindowData], cfg: Config
             continue
         band, corners = cfg.band(band_name), cfg["filter_corners"]
         axes = [b.axis for b in members]
-        obs_f = filter_and_resample_many([b.observed for b in members], band, axes, corners)
+        obs_f: list = [None] * len(members)
+        for prepared in (False, True):
+            idx = [i for i, b in enumerate(members) if isinstance(b.observed, dict) == prepared]
+            if idx:
+                ys = filter_and_resample_many(
+                    [members[i].observed[band_name] if prepared else members[i].observed
+                     for i in idx], None if prepared else band, [axes[i] for i in idx], corners)
+                for i, y in zip(idx, ys):
+                    obs_f[i] = y
         syn_f = filter_and_resample_many([b.synthetic for b in members], band, axes, corners)
         for b, o, s in zip(members, obs_f, syn_f):
             for i in range(b.first, b.last):
@@ -206,19 +219,27 @@ def _measure_block(block: list[_Measured], wdata: list[_WindowData], cfg: Config
 @dataclass
 class _Unit:
     """One measured record set: station `k` of STATIONS with its chosen observed channels (one
-    location and band; several units per station with measure_all_locations)."""
+    location and band; several units per station with measure_all_locations). `channels` is
+    None when the observed side comes from a prepared file (`prepared` is its index there)."""
     k: int
     station: Station
-    channels: ChannelSet
+    channels: ChannelSet | None
+    location: str = ""
+    channel: str = ""
+    files: str = ""
+    ids: list[str] = field(default_factory=list)
+    prepared: int = -1
 
-    @property
-    def location(self) -> str:
-        return self.channels.location
+    def __post_init__(self) -> None:
+        if self.channels is not None:
+            cs = self.channels
+            self.location, self.channel, self.files = cs.location, cs.channel_label, \
+                _files(cs.stream)
+            self.ids = sorted(tr.id for tr in cs.stream)
 
     def labels(self) -> dict[str, str]:
         """The table's location, channel and files columns."""
-        return dict(location=self.location, channel=self.channels.channel_label,
-                    files=_files(self.channels.stream))
+        return dict(location=self.location, channel=self.channel, files=self.files)
 
 
 @dataclass
@@ -272,14 +293,25 @@ def _file_rows(event: EventInfo, notes: Sequence[FileNote]) -> list[dict]:
 
 
 def _select(event: EventInfo, stations: list[Station], observed: dict[str, Stream],
-            synthetics: dict[tuple[str, str], Stream], rules: SelectionRules, geo: _Geometry,
-            faults: dict[tuple[str, str], list[str]], rows: list[dict]) -> list[_Unit]:
+            synthetics: dict[tuple[str, str], Stream] | None, rules: SelectionRules,
+            geo: _Geometry, faults: dict[tuple[str, str], list[str]], rows: list[dict]
+            ) -> list[_Unit]:
     """Stage 2 (select): per station of STATIONS the channel set(s) to measure
     (seisflows_eara.measure.selection); rows for everything else — no data, no synthetics,
-    channel sets not chosen (status `unused`), data of stations absent from STATIONS."""
+    channel sets not chosen (status `unused`), data of stations absent from STATIONS.
+    `synthetics=None` (preparation): no synthetics check; each row gets "_k", its station's
+    order (len(stations) for stations absent from STATIONS)."""
+    mark = first_row = len(rows)
+
+    def order(k: int) -> None:      # the rows since the last call belong to station order k
+        nonlocal mark
+        for r in rows[mark:]:
+            r["_k"] = k
+        mark = len(rows)
     units: list[_Unit] = []
     known = set()
     for k, st in enumerate(stations):
+        order(k - 1)
         known.add(_key(st))
         base = geo.columns(k)
         why_files = "; ".join(faults.get(_key(st), []))
@@ -296,10 +328,12 @@ def _select(event: EventInfo, stations: list[Station], observed: dict[str, Strea
                              reason=why + (extra if status == "rejected" else ""), **base))
         if not sel.chosen:
             continue
-        if len(synthetics.get(_key(st), ())) == 0:
+        if synthetics is not None and len(synthetics.get(_key(st), ())) == 0:
             rows.append(_row(event.name, st, reason="no synthetics" + extra, **base))
             continue
         units += [_Unit(k, st, cs) for cs in sel.chosen]
+    order(len(stations) - 1)
+    tail = len(rows)
     for code, obs in observed.items():
         for cs in channel_sets(obs):
             if (cs.network.upper(), cs.station.upper()) not in known:
@@ -307,20 +341,22 @@ def _select(event: EventInfo, stations: list[Station], observed: dict[str, Strea
                                  location=cs.location, channel=cs.channel_label,
                                  files=_files(cs.stream),
                                  reason=f"{code} is not in STATIONS (no synthetics)"))
+    for r in rows[tail:]:
+        r["_k"] = len(stations)
+    if synthetics is not None:
+        for r in rows[first_row:]:
+            del r["_k"]
     return units
 
 
-def _process(u: _Unit, syn: Stream, inv: Inventory | None, baz: float, cfg: Config,
-             event: EventInfo, declared_displacement: bool, misorientation_deg: float
-             ) -> tuple[Stream, Stream, TimeAxis, list, list[str]]:
-    """Stages 3-4 (QC, process) of one unit: synthetic time axes, gaps/overlaps merged
-    (seisflows_eara.measure.qc), units decided (response or declared displacement), observed and
-    synthetics to Z, R, T (SPEC §2), NaN/flat checks, common axis. ValueError = a rejected row."""
+def _observe(u: _Unit, inv: Inventory | None, baz: float, cfg: Config,
+             declared_displacement: bool, misorientation_deg: float
+             ) -> tuple[Stream, list, list[str]]:
+    """Stages 3-4, observed side, of one unit: gaps/overlaps merged (seisflows_eara.measure.qc),
+    units decided (response or declared displacement), displacement in Z, R, T (SPEC §2),
+    NaN/flat checks. Returns (Z/R/T stream, masked spans, notes); ValueError = a rejected row."""
     v = cfg.values
     code = u.station.code
-    why = synthetic_axis_problem(syn, event.time)
-    if why:
-        raise ValueError(f"{code}: {why}")
     obs, spans, notes = merge_traces(u.channels.stream, v["gap_interpolation_max"])
     displacement = declared_displacement or all(tr.stats.get("eara_displacement", False)
                                                 for tr in obs)
@@ -336,15 +372,32 @@ def _process(u: _Unit, syn: Stream, inv: Inventory | None, baz: float, cfg: Conf
         prefilter = response_prefilter([cfg.band("body"), cfg.band("surface")], nyq)
         o = prepare_observed(obs, inv, baz, prefilter, v["taper_fraction"],
                              v["response_water_level"], misorientation_deg)
-    s = prepare_synthetic(syn, baz, v["taper_fraction"])
-    for name, stream in (("observed", o), ("synthetic", s)):
-        for tr in stream:
-            if not np.all(np.isfinite(tr.data)):
-                raise ValueError(f"{code}: {name} {tr.stats.channel} has NaN/inf samples")
-            if not np.any(tr.data - tr.data.mean()):
-                raise ValueError(f"{code}: {name} {tr.stats.channel} is flat (all zero or "
-                                 "constant)")
-    return o, s, common_axis(o, s, v["sampling_rate"], event.time), spans, notes
+    _check_finite(o, "observed", code)
+    return o, spans, notes
+
+
+def _check_finite(stream: Stream, name: str, code: str) -> None:
+    for tr in stream:
+        if not np.all(np.isfinite(tr.data)):
+            raise ValueError(f"{code}: {name} {tr.stats.channel} has NaN/inf samples")
+        if not np.any(tr.data - tr.data.mean()):
+            raise ValueError(f"{code}: {name} {tr.stats.channel} is flat (all zero or "
+                             "constant)")
+
+
+def _process(u: _Unit, syn: Stream, observe: Callable[[], tuple], baz: float, cfg: Config,
+             event: EventInfo) -> tuple[Any, Stream, TimeAxis, list, list[str]]:
+    """Stages 3-4 (QC, process) of one unit: synthetic time axes checked, the observed side
+    (`observe()`: _observe's result, or the prepared bands), synthetics to Z, R, T (SPEC §2),
+    NaN/flat checks, common axis. ValueError = a rejected row."""
+    why = synthetic_axis_problem(syn, event.time)
+    if why:
+        raise ValueError(f"{u.station.code}: {why}")
+    o, spans, notes = observe()
+    s = prepare_synthetic(syn, baz, cfg["taper_fraction"])
+    _check_finite(s, "synthetic", u.station.code)
+    ref = o if isinstance(o, Stream) else next(iter(o.values()))
+    return o, s, common_axis(ref, s, cfg["sampling_rate"], event.time), spans, notes
 
 
 def _displacement_zrt(st: Stream, inv: Inventory | None, baz: float, misorientation_deg: float,
@@ -484,13 +537,17 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
                   synthetics: Stream, cfg: Config, inventory: Inventory | None = None,
                   observed_processed: bool = False, misorientation: dict[str, float] | None = None,
                   iteration: int = 0, step: int = 0, keep_processed: bool = False,
-                  file_notes: Sequence[FileNote] = ()) -> EventMeasurement:
+                  file_notes: Sequence[FileNote] = (), prepared: "PreparedObserved | None" = None,
+                  progress: Callable[[int, int], None] | None = None) -> EventMeasurement:
     """Measure one event. `observed` maps "NET.STA" to its raw Stream (any locations and bands:
     the priority lists of parameters.yaml choose; counts with `inventory`) or, with
     `observed_processed=True`, to displacement already in Z/N/E or Z/R/T. `synthetics` holds the
     solver's displacement in N/E/Z for all stations; `file_notes` the files the reader could not
     use (they become rows). Bad data never stop the event: they become rejected rows.
     `keep_processed` keeps the processed Z/R/T traces per (station, band) for figures.
+    `prepared` (measure.prepared, read with the current parameters) replaces `observed`,
+    `inventory` and `file_notes`: the observed side was done once; the table is the same.
+    `progress(done, total)` is called as units are processed (log_progress logs it).
 
     Stages, each rule in one place: read (io.waveforms, `file_notes`) -> select (_select,
     measure.selection) -> QC and process (_process, measure.qc, processing) -> window (_windows)
@@ -502,13 +559,17 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     misorientation = misorientation or {}
     geo = _geometry(event, stations, cfg)
     syn_by = _by_station(synthetics)
-    rows = _file_rows(event, file_notes)
-    faults: dict[tuple[str, str], list[str]] = {}
-    for n in file_notes:
-        if n.status == "rejected" and n.station:
-            faults.setdefault((n.network.upper(), n.station.upper()), []).append(n.reason)
-    units = _select(event, stations, observed, syn_by, SelectionRules.from_values(v), geo, faults,
-                    rows)
+    if prepared is not None:
+        faults = {tuple(c.split(".", 1)): list(w) for c, w in prepared.faults.items()}
+        for key, why in _faults(file_notes).items():
+            faults.setdefault(key, []).extend(why)
+        rows, units = _prepared_units(event, stations, prepared, syn_by, geo, file_notes,
+                                      faults)
+    else:
+        rows = _file_rows(event, file_notes)
+        faults = _faults(file_notes)
+        units = _select(event, stations, observed, syn_by, SelectionRules.from_values(v), geo,
+                        faults, rows)
     inv_by = index_inventory(inventory)
 
     wdata: list[_WindowData] = []
@@ -533,10 +594,16 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         st, k = unit.station, unit.k
         base = dict(geo.columns(k), **unit.labels())
         syn = syn_by[_key(st)]
+        if progress is not None:
+            progress(u, len(units))
+        if prepared is not None:
+            observe = partial(_prepared_observed, prepared, unit)
+        else:
+            observe = partial(_observe, unit, inv_by.get(_key(st)), geo.backazimuth[k], cfg,
+                              observed_processed, misorientation.get(st.code, 0.0))
         try:
-            o, s, axis, spans, notes = _process(
-                unit, syn, inv_by.get(_key(st)), geo.backazimuth[k], cfg, event,
-                observed_processed, misorientation.get(st.code, 0.0))
+            o, s, axis, spans, notes = _process(unit, syn, observe, geo.backazimuth[k], cfg,
+                                                event)
         except (ValueError, IndexError) as e:
             extra = "; ".join(faults.get(_key(st), []))
             rows.append(_row(event.name, st, reason=str(e) + (f" ({extra})" if extra else ""),
@@ -554,6 +621,8 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         if len(block) >= STATION_BLOCK:
             flush()
     flush()
+    if progress is not None:
+        progress(len(units), len(units))
 
     U = np.concatenate(obs_parts) if obs_parts else np.zeros(0)
     obs_parts.clear()
@@ -589,7 +658,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     provenance: dict[str, list[str]] = {}
     for u in axes:   # every measured station gets a (possibly zero) adjoint source
         code = units[u].station.code
-        provenance.setdefault(code, []).extend(sorted(tr.id for tr in units[u].channels.stream))
+        provenance.setdefault(code, []).extend(units[u].ids)
         if code not in adjoint:
             adjoint[code] = np.zeros((3, prepared.solver_times[code].size))
             times[code] = prepared.solver_times[code]
@@ -600,6 +669,129 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         key = f"{code}.{units[u].location}" if code in shared else code
         processed[(key, band_name)] = (axes[u].times, obs_b, syn_b)
     return EventMeasurement(table, misfit, adjoint, times, prepared, by_cat, processed, provenance)
+
+
+def observed_parameters(cfg: Config, misorientation: dict[str, float] | None = None,
+                        observed_processed: bool = False, event: EventInfo | None = None,
+                        stations: Sequence[Station] = (), inputs: str | None = None) -> dict:
+    """The processing parameters a prepared file depends on (its digest; measure.prepared):
+    the parameters, the stage's bands, the misorientation table, and the event's location and
+    the stations (they fix the back azimuths of Z, R, T) when given; `inputs` e.g. a digest of
+    the observed files (measure.prepared.file_digest)."""
+    bands = {b: (cfg.band(b).min_period, cfg.band(b).max_period) for b in BANDS}
+    p = processing_parameters(cfg.values, cfg.stage, bands, misorientation or {},
+                              observed_processed)
+    if event is not None:
+        p["event"] = [event.name, str(event.time), float(event.latitude),
+                      float(event.longitude)]
+    if stations:
+        p["stations"] = hashlib.sha256(repr([(s.code, float(s.latitude), float(s.longitude))
+                                             for s in stations]).encode()).hexdigest()
+    if inputs is not None:
+        p["inputs"] = inputs
+    return p
+
+
+def prepare_event(event: EventInfo, stations: list[Station], observed: dict[str, Stream],
+                  cfg: Config, path: str, inventory: Inventory | None = None,
+                  observed_processed: bool = False, misorientation: dict[str, float] | None = None,
+                  file_notes: Sequence[FileNote] = (),
+                  progress: Callable[[int, int], None] | None = None,
+                  parameters: dict | None = None) -> PreparedObserved:
+    """The observed half of `measure_event` (read rows, select, QC, response, Z/R/T, band-pass
+    per band of the stage), written to the ASDF file `path` unit by unit (measure.prepared).
+    `measure_event(..., prepared=read_prepared(path, observed_parameters(cfg, ...)))` then gives
+    the table and adjoint sources of the raw path. `parameters` (default observed_parameters
+    with the event and stations) is what the file records and its digest is of."""
+    v = cfg.values
+    misorientation = misorientation or {}
+    geo = _geometry(event, stations, cfg)
+    rows = _file_rows(event, file_notes)
+    for r in rows:
+        r["_k"] = -1
+    faults = _faults(file_notes)
+    units = _select(event, stations, observed, None, SelectionRules.from_values(v), geo, faults,
+                    rows)
+    inv_by = index_inventory(inventory)
+    writer = PreparedWriter(path)
+    try:
+        for i, unit in enumerate(units):
+            if progress is not None:
+                progress(i, len(units))
+            st = unit.station
+            pu = ObservedUnit(unit.k, st.network, st.station, unit.location, unit.channel,
+                              unit.channels.band, unit.files, unit.ids)
+            try:
+                o, pu.spans, pu.notes = _observe(unit, inv_by.get(_key(st)),
+                                                 geo.backazimuth[unit.k], cfg, observed_processed,
+                                                 misorientation.get(st.code, 0.0))
+                pu.bands = {b: bandpass_stream(o, cfg.band(b), v["filter_corners"])
+                            for b in BANDS}
+            except (ValueError, IndexError) as e:
+                pu.error = str(e)
+            writer.add(pu)
+        if progress is not None:
+            progress(len(units), len(units))
+        prep = PreparedObserved(event.name, parameters or observed_parameters(
+                                    cfg, misorientation, observed_processed, event, stations),
+                                rows, writer.units, {".".join(k): w for k, w in faults.items()},
+                                [s.code for s in stations])
+        return writer.finish(prep)
+    finally:
+        writer.close()
+        if os.path.exists(writer.tmp):
+            os.remove(writer.tmp)
+
+
+def _faults(file_notes: Sequence[FileNote]) -> dict[tuple[str, str], list[str]]:
+    """(NET, STA) -> the reasons its files were rejected by the reader."""
+    faults: dict[tuple[str, str], list[str]] = {}
+    for n in file_notes:
+        if n.status == "rejected" and n.station:
+            faults.setdefault((n.network.upper(), n.station.upper()), []).append(n.reason)
+    return faults
+
+
+def _prepared_units(event: EventInfo, stations: list[Station], prepared: "PreparedObserved",
+                    syn_by: dict[tuple[str, str], Stream], geo: _Geometry,
+                    file_notes: Sequence[FileNote], faults: dict[tuple[str, str], list[str]]
+                    ) -> tuple[list[dict], list[_Unit]]:
+    """The rows and units `_select` makes, from a prepared file: its read/select rows, rows of
+    the synthetics' `file_notes`, a "no synthetics" row for each station with chosen channels but
+    no synthetics, in station order."""
+    codes = [s.code for s in stations]
+    if prepared.event != event.name or prepared.stations != codes:
+        raise ValueError(f"{prepared.path}: prepared for event {prepared.event} and "
+                         f"{len(prepared.stations)} stations, not {event.name} and the "
+                         f"{len(codes)} stations of STATIONS; run `seisflows-eara prepare` again")
+    rows = [dict(r) for r in prepared.rows if r["_k"] < 0] + \
+        [dict(r, _k=-1) for r in _file_rows(event, file_notes)] + \
+        [dict(r) for r in prepared.rows if r["_k"] >= 0]
+    units: list[_Unit] = []
+    missing: set[int] = set()
+    for i, pu in enumerate(prepared.units):
+        st = stations[pu.k]
+        if len(syn_by.get(_key(st), ())) == 0:
+            if pu.k not in missing:
+                missing.add(pu.k)
+                why = "; ".join(faults.get(_key(st), []))
+                rows.append(_row(event.name, st, reason="no synthetics" +
+                                 (f" ({why})" if why else ""), _k=pu.k, **geo.columns(pu.k)))
+            continue
+        units.append(_Unit(pu.k, st, None, pu.location, pu.channel, pu.files, list(pu.ids), i))
+    rows.sort(key=lambda r: r["_k"])
+    for r in rows:
+        del r["_k"]
+    return rows, units
+
+
+def _prepared_observed(prepared: "PreparedObserved", unit: _Unit
+                       ) -> tuple[dict[str, Stream], list, list[str]]:
+    """The observed side of a unit from the prepared file (ValueError: its stored rejection)."""
+    pu = prepared.units[unit.prepared]
+    if pu.error:
+        raise ValueError(pu.error)
+    return prepared.bands(unit.prepared), pu.spans, pu.notes
 
 
 def combine_adjoint(by_category: dict[str, dict[str, np.ndarray]], wc: dict[str, float],

@@ -5,6 +5,9 @@ Data flow of `quantify_misfit` for one event (SeisFlows calls it in the event's 
   traces/obs (any obspy format or ASDF; StationXML beside them; io.waveforms)  -> observed
   traces/syn (SPECFEM *.sem.ascii or any obspy format)  -> synthetics
   (files that cannot be read become rows of the table; only missing folders stop the event)
+  observed prepared once per event and stage (measure.prepare_event -> scratch/preprocess/
+  prepared/<event>.stage<N>.h5, reused by every forward and on resume; redone when a processing
+  parameter, the event, STATIONS or an observed file changes: measure.prepared.cached_prepared)
   seisflows_eara.measure.measure_event     -> table, misfit, adjoint sources, frozen windows
   writes: adjoint sources NET.STA.MX[NEZ].adj for every station of STATIONS (zeros where nothing
   was measured) + DATA/STATIONS_ADJOINT; the residuals file (one weighted window misfit per line,
@@ -28,7 +31,8 @@ from seisflows_eara.io.specfem_traces import write_adjoint_source
 from seisflows_eara.io.stations import read_stations, write_stations
 from seisflows_eara.io.waveforms import read_synthetic_data, read_waveforms
 from seisflows_eara.measure import Config, EventMeasurement, PreparedEvent, event_from_file, \
-    measure_event
+    measure_event, observed_parameters, prepare_event, progress_logger
+from seisflows_eara.measure.prepared import cached_prepared, file_digest
 from seisflows_eara.measure.event import combine_adjoint
 from seisflows_eara.plugins.base import EaraParameters
 from seisflows_eara.processing import read_misorientation_table
@@ -173,18 +177,34 @@ class EaraNzcc(EaraParameters, Default):
         stations = read_stations(os.path.join(data_dir, "STATIONS"))
         if not os.path.exists(obs_path) or (os.path.isdir(obs_path) and not os.listdir(obs_path)):
             raise FileNotFoundError(f"event {event_name}: no observed data in {obs_path}")
-        obs = read_waveforms(obs_path, event.time, "observed")
         syn = read_synthetic_data(syn_path, event.time)
         if not len(syn.stream):
             raise FileNotFoundError(f"event {event_name}: no readable synthetics in {syn_path} "
                                     f"({'; '.join(n.reason for n in syn.notes) or 'no files'})")
-        by_station: dict[str, obspy.Stream] = defaultdict(obspy.Stream)
-        for tr in obs.stream:
-            by_station[f"{tr.stats.network}.{tr.stats.station}"] += tr
-        return measure_event(event, stations, dict(by_station), syn.stream,
-                             Config(self.eara, stage), inventory=obs.inventory,
-                             misorientation=read_misorientation_table(self.misorientation_file),
-                             iteration=iteration, step=step, file_notes=obs.notes + syn.notes)
+        cfg = Config(self.eara, stage)
+        mis = read_misorientation_table(self.misorientation_file)
+        path = self.observed_file(event_name, stage)
+        want = observed_parameters(cfg, mis, event=event, stations=stations,
+                                   inputs=file_digest([obs_path]))
+
+        def prepare():
+            obs = read_waveforms(obs_path, event.time, "observed")
+            by_station: dict[str, obspy.Stream] = defaultdict(obspy.Stream)
+            for tr in obs.stream:
+                by_station[f"{tr.stats.network}.{tr.stats.station}"] += tr
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return prepare_event(event, stations, dict(by_station), cfg, path,
+                                 inventory=obs.inventory, misorientation=mis,
+                                 file_notes=obs.notes, parameters=want,
+                                 progress=progress_logger(f"prepare {event_name}"))
+        return measure_event(event, stations, {}, syn.stream, cfg, misorientation=mis,
+                             iteration=iteration, step=step, file_notes=syn.notes,
+                             prepared=cached_prepared(path, want, prepare),
+                             progress=progress_logger(f"measure {event_name}"))
+
+    def observed_file(self, event: str, stage: int) -> str:
+        """The event's prepared observed data for `stage` (measure.prepared)."""
+        return os.path.join(self.path.scratch, "prepared", f"{event}.stage{stage}.h5")
 
     @staticmethod
     def write_adjoint_sources(m: EventMeasurement, data_dir: str, folder: str) -> None:

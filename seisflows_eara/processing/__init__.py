@@ -8,12 +8,12 @@ The synthetic chain and the band-pass/resampling call obspy's and scipy's functi
 traces per call (`filter_and_resample_many`): the same numbers as the Stream methods, without
 their per-trace overhead (every Stream method looks its function up in the package metadata).
 """
-from seisflows_eara.processing.chain import (Band, TimeAxis, common_axis, correct_misorientation,
+from seisflows_eara.processing.chain import (Band, bandpass_stream, TimeAxis, common_axis, correct_misorientation,
                                              filter_and_resample, filter_and_resample_many,
                                              prepare_observed, prepare_synthetic,
                                              read_misorientation_table, response_prefilter,
                                              rotate_to_zrt)
 
-__all__ = ["Band", "TimeAxis", "common_axis", "correct_misorientation", "filter_and_resample",
+__all__ = ["Band", "bandpass_stream", "TimeAxis", "common_axis", "correct_misorientation", "filter_and_resample",
            "filter_and_resample_many", "prepare_observed", "prepare_synthetic",
            "read_misorientation_table", "response_prefilter", "rotate_to_zrt"]

@@ -261,15 +261,36 @@ def weighted_average_slopes_rows(data: np.ndarray, old_starts: np.ndarray, old_d
     return out
 
 
-def filter_and_resample_many(streams: Sequence[Stream], band: Band, axes: Sequence[TimeAxis],
-                             corners: int, max_samples: int | None = None) -> list[np.ndarray]:
+def bandpass_stream(st: Stream, band: Band, corners: int) -> Stream:
+    """Band-passed copies of the traces of `st` (the filter of `filter_and_resample_many`:
+    obspy.signal.filter.bandpass, zero phase, rows of equal rate and length together)."""
+    out = Stream()
+    groups: dict[tuple[float, int], list[Trace]] = {}
+    for tr in st:
+        groups.setdefault((tr.stats.sampling_rate, tr.stats.npts), []).append(tr)
+    done = {}
+    for (rate, _), trs in groups.items():
+        data = bandpass(np.stack([np.require(tr.data, dtype=np.float64) for tr in trs]),
+                        band.freqs[0], band.freqs[1], df=rate, corners=corners, zerophase=True,
+                        axis=-1)
+        for tr, x in zip(trs, data):
+            done[id(tr)] = Trace(np.ascontiguousarray(x), header=tr.stats.copy())
+    for tr in st:
+        out.append(done[id(tr)])
+    return out
+
+
+def filter_and_resample_many(streams: Sequence[Stream], band: Band | None,
+                             axes: Sequence[TimeAxis], corners: int,
+                             max_samples: int | None = None) -> list[np.ndarray]:
     """`filter_and_resample` of many stations at once: one (3, npts) Z, R, T array per stream, on
     its axis. Traces of equal sampling rate and length are band-passed together by
     obspy.signal.filter.bandpass along the last axis (the function Trace.filter calls, zero phase:
     forward and backward sosfilt), at most `max_samples` (default BLOCK_SAMPLES) samples per call,
     then interpolated onto their axes by obspy's weighted-average-slopes scheme
     (Trace.interpolate's default, with the arguments Trace.interpolate passes), vectorized over the
-    block by `weighted_average_slopes_rows`. All axes share one sampling interval."""
+    block by `weighted_average_slopes_rows`. All axes share one sampling interval. With
+    `band=None` the streams are already band-passed (prepared data): interpolation only."""
     max_samples = BLOCK_SAMPLES if max_samples is None else max_samples
     if len({ax.dt for ax in axes}) > 1:
         raise ValueError("filter_and_resample_many: the axes must share one sampling interval")
@@ -285,8 +306,9 @@ def filter_and_resample_many(streams: Sequence[Stream], band: Band, axes: Sequen
             trs = [rows[r][2] for r in chunk]
             axs = [axes[rows[r][0]] for r in chunk]
             data = np.stack([np.require(tr.data, dtype=np.float64) for tr in trs])
-            data = bandpass(data, band.freqs[0], band.freqs[1], df=rate, corners=corners,
-                            zerophase=True, axis=-1)
+            if band is not None:
+                data = bandpass(data, band.freqs[0], band.freqs[1], df=rate, corners=corners,
+                                zerophase=True, axis=-1)
             # the signal is band-limited far below either Nyquist: the interpolation is exact
             # to well below the noise (checked against a direct obspy chain in the tests)
             ys = weighted_average_slopes_rows(
