@@ -28,14 +28,25 @@ from seisflows_eara.direction.comm import DirectionJobError, SerialComm, my_slic
 
 SIGMA = (8.0, 4.0)             # km: small, so the Python smoother takes seconds
 MPIEXEC = shutil.which("mpiexec")
-try:
-    import mpi4py  # noqa: F401
-    HAVE_MPI = MPIEXEC is not None
-except ImportError:
-    HAVE_MPI = False
-needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="mpiexec or mpi4py (the [mpi] extra) missing")
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _mpi_works() -> bool:
+    """mpiexec on PATH and mpi4py (the [mpi] extra) loading an MPI library under it."""
+    if MPIEXEC is None:
+        return False
+    try:
+        p = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c",
+                            "from mpi4py import MPI; assert MPI.COMM_WORLD.Get_size() == 2"],
+                           capture_output=True, timeout=120, env={**os.environ, **MPI_ENV})
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return p.returncode == 0
+
+
+HAVE_MPI = _mpi_works()
+needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="mpiexec or mpi4py (the [mpi] extra) missing")
 PARS = ("vpv", "vph", "vsv", "vsh", "eta", "rho")
 
 

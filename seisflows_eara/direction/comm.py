@@ -57,7 +57,7 @@ def world(serial: bool = False) -> SerialComm | MpiComm:
         return SerialComm()
     try:
         from mpi4py import MPI
-    except ImportError:
+    except Exception:          # not installed, or no MPI library for its wheel
         if int(os.environ.get("OMPI_COMM_WORLD_SIZE", os.environ.get("PMI_SIZE", "1"))) > 1:
             raise DirectionJobError("launched with several MPI ranks but mpi4py is not installed "
                                     "(pip install 'seisflows_eara[mpi]'); each rank would redo "
