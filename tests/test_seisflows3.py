@@ -27,8 +27,8 @@ from seisflows_eara.plugins import compat
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from test_plugins_cli import PLUGINS, _user_directory, run  # noqa: E402
-from test_workflow import (TRUE_EVENTS, _assert_same_as, _project, _seisflows,  # noqa: E402,F401
-                           _simulations, reference_run, world)
+from test_workflow import (_assert_same_as, _project, _seisflows, _simulations,  # noqa: E402,F401
+                           reference_run, world)         # the fixtures: shared per session
 
 SF3_VENV = Path(os.environ.get("EARA_SF3_VENV", HERE.parent / ".venv-sf3"))
 SF3_PYTHON, SF3_SEISFLOWS = SF3_VENV / "bin" / "python", SF3_VENV / "bin" / "seisflows"
