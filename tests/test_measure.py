@@ -422,3 +422,20 @@ def test_measure_command_keeps_the_table_in_asdf(tmp_path):
     assert par["misfit"] == pytest.approx(csv.misfit.sum(), rel=1e-4)
     with pyasdf.ASDFDataSet(str(out / "measurements.h5"), mode="r") as ds:
         assert DATA_TYPE in ds.auxiliary_data.list() and len(ds.events) == 1
+
+
+def test_interpolation_of_a_short_axis_in_a_long_record_equals_obspy(darfield):
+    """weighted_average_slopes_rows computes slopes only where the new axes reach: a 60-s axis in
+    the middle of the 105-min KBL record gives obspy's numbers exactly (and at both record ends)."""
+    from obspy.signal.interpolation import weighted_average_slopes
+    from seisflows_eara.processing.chain import weighted_average_slopes_rows
+    ev, sta, obs, inv, syn, m = darfield
+    data = np.vstack([np.asarray(tr.data, float) for tr in obs])
+    dt, t0 = obs[0].stats.delta, obs[0].stats.starttime.timestamp
+    end = t0 + (data.shape[1] - 1) * dt
+    for starts, k in ((t0 + np.array([3000.013, 3000.5, 3001.0]), 600),
+                      (np.array([t0, t0 + 1.0, end - 60.0]), 600)):
+        ys = weighted_average_slopes_rows(data, np.full(3, t0), dt, starts, 0.1, np.full(3, k))
+        for r in range(3):
+            ref = weighted_average_slopes(data[r], t0, dt, starts[r], 0.1, k)
+            np.testing.assert_array_equal(ys[r], ref)

@@ -14,7 +14,7 @@ import pytest
 
 from seisflows_eara import params
 from seisflows_eara.commands.demo import load_kbl_pair
-from seisflows_eara.commands.measure import run_measure, run_prepare
+from seisflows_eara.commands.measure import run_measure
 from seisflows_eara.io.stations import Station
 from seisflows_eara.measure import (Config, event_from_file, measure_event, observed_parameters,
                                     prepare_event, progress_logger, read_prepared)
@@ -88,9 +88,15 @@ def test_prepare_and_measure_commands_give_the_same_files(tmp_path):
     run_measure(observed=str(DARF / "IU.KBL.obs.mseed"), stationxml=str(DARF / "IU.KBL.xml"),
                 synthetics=str(DARF / "IU.KBL.syn.mseed"), output=str(tmp_path / "raw"), **common)
     prep = tmp_path / "C201009031635A.prepared.h5"
-    r = run_prepare(observed=str(DARF / "IU.KBL.obs.mseed"), stationxml=str(DARF / "IU.KBL.xml"),
-                    output=str(prep), **common)
-    assert r["units"] == 1 and r["rejected"] == 0
+    exe = Path(sys.executable).parent / "seisflows-eara"
+    p = subprocess.run([str(exe), "prepare", "--config", common["config"], "--cmtsolution",
+                        common["cmtsolution"], "--stations", common["stations"], "--observed",
+                        str(DARF / "IU.KBL.obs.mseed"), "--stationxml", str(DARF / "IU.KBL.xml"),
+                        "--stage", "1", "--output", str(prep)], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "1 channel sets prepared (0 rejected)" in p.stdout
+    assert "1/1 stations" in p.stderr                      # progress
     run_measure(observed=str(prep), synthetics=str(DARF / "IU.KBL.syn.mseed"),
                 output=str(tmp_path / "pre"), **common)
     for name in ("measurements.csv", "adjoint_provenance.csv", "SEM/IU.KBL.MXZ.adj",
@@ -104,7 +110,6 @@ def test_prepare_and_measure_commands_give_the_same_files(tmp_path):
                                          r"parameters .*differing: response_water_level"):
         run_measure(observed=str(prep), synthetics=str(DARF / "IU.KBL.syn.mseed"),
                     output=str(tmp_path / "x"), **dict(common, config=str(cfg)))
-    exe = Path(sys.executable).parent / "seisflows-eara"
     p = subprocess.run([str(exe), "measure", "--config", str(cfg), "--cmtsolution",
                         common["cmtsolution"], "--stations", common["stations"], "--observed",
                         str(prep), "--synthetics", str(DARF / "IU.KBL.syn.mseed"), "--stage", "1",

@@ -235,6 +235,17 @@ def weighted_average_slopes_rows(data: np.ndarray, old_starts: np.ndarray, old_d
                          f"{new_starts[r]:.3f} + {new_npts[r]} x {new_dt} s is not inside the "
                          "record; no extrapolation can be performed")
     data = np.ascontiguousarray(data, dtype=np.float64)
+    # the slopes are local (two neighbours): computed only over the samples the new axes reach,
+    # 2 beyond each end (a long raw record, a shorter synthetic); the same numbers there
+    live = new_npts > 0
+    lo, hi = 0, npts
+    if live.any():
+        lo = int(max(0, np.floor(np.min((new_starts - old_starts)[live] / old_dt)) - 2))
+        hi = int(min(npts, np.ceil(np.max((new_ends - old_starts)[live] / old_dt)) + 3))
+        if hi - lo < 4:
+            lo, hi = 0, npts
+    full = data
+    data = data[:, lo:hi]
     m = np.diff(data, axis=1) / old_dt
     w = np.abs(m)
     # obspy clips |m| to [eps, max|m|]; a constant row (max|m| = 0) takes weights 1 instead of 1/0
@@ -245,6 +256,10 @@ def weighted_average_slopes_rows(data: np.ndarray, old_starts: np.ndarray, old_d
     slope[:, -1] = m[:, -1]
     slope[:, 1:-1] = (w[:, :-1] * m[:, :-1] + w[:, 1:] * m[:, 1:]) / (w[:, :-1] + w[:, 1:])
     slope[:, 1:-1][np.diff(np.sign(m), axis=1).astype(bool)] = 0.0
+    if (lo, hi) != (0, npts):
+        part, slope = slope, np.zeros_like(full)
+        slope[:, lo:hi] = part
+    data = full
     out = []
     base = np.arange(int(new_npts.max(initial=0)), dtype=np.float64)
     steps = (new_ends - new_starts) / np.maximum(new_npts - 1, 1)
