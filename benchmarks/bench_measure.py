@@ -9,7 +9,15 @@
    from a perturbed one. Wall time on one core and peak memory of the whole chain (the process
    peak RSS: also printed as it was before the measurement, which it includes).
 
+3. Prepared observed data (issue 18): the real raw IU.KBL record (40 sps, 105 min, counts) and
+   its StationXML replicated to N stations (each replica's response gain scaled by 1 + 1e-7 k so
+   no two share a cached response evaluation: the worst case), with the KBL synthetic: (a) the
+   observed preparation per station, ours (measure.prepare_event) against obspy's per-trace
+   Stream path (detrend, taper, remove_response, rotate, filter per band) on a subset; (b) a
+   forward's measurement from the prepared file against from the raw records.
+
 Run: python benchmarks/bench_measure.py [--stations 2000] [--pyatoa-repeats 3]
+     python benchmarks/bench_measure.py --only prepared [--prepared-stations 200] [--json F]
 """
 from __future__ import annotations
 
@@ -128,11 +136,112 @@ def bench_many(nsta: int) -> tuple[float, int, int, int]:
     return wall, int((m.table.status == "ok").sum()), rss0, rss
 
 
+def _replicas(nsta: int):
+    """KBL raw record, StationXML and synthetic as `nsta` stations XX.K0000... (module doc)."""
+    import copy
+    d, obs, inv, syn = _kbl()
+    ev = event_from_file(str(d / "C201009031635A.xml"))
+    ch = inv[0][0]
+    stations, by, invs, syns = [], {}, None, obspy.Stream()
+    for k in range(nsta):
+        code = f"K{k:04d}"
+        stations.append(Station("XX", code, ch.latitude, ch.longitude))
+        st = obs.copy()
+        for tr in st:
+            tr.stats.network, tr.stats.station = "XX", code
+        by[f"XX.{code}"] = st
+        i = copy.deepcopy(inv)
+        i[0].code, i[0][0].code = "XX", code
+        for c in i[0][0]:
+            c.response.instrument_sensitivity.value *= 1 + 1e-7 * k
+            c.response.response_stages[0].stage_gain *= 1 + 1e-7 * k
+        invs = i if invs is None else invs + i
+        y = syn.copy()
+        for tr in y:
+            tr.stats.network, tr.stats.station = "XX", code
+        syns += y
+    return ev, stations, by, invs, syns
+
+
+def _obspy_prepare(st, inv, baz, cfg) -> None:
+    """obspy's per-trace Stream path for the same observed processing (the baseline of (a))."""
+    from seisflows_eara.processing import response_prefilter
+    v = cfg.values
+    pre = response_prefilter([cfg.band("body"), cfg.band("surface")], 20.0)
+    d = st.copy()
+    d.detrend("demean")
+    d.detrend("linear")
+    d.taper(v["taper_fraction"], type="cosine")
+    d.remove_response(inventory=inv, output="DISP", pre_filt=pre,
+                      water_level=v["response_water_level"])
+    d.rotate("->ZNE", inventory=inv)
+    d.rotate("NE->RT", back_azimuth=baz)
+    for b in ("body", "surface"):
+        f = d.copy()
+        f.filter("bandpass", freqmin=cfg.band(b).freqs[0], freqmax=cfg.band(b).freqs[1],
+                 corners=v["filter_corners"], zerophase=True)
+
+
+def bench_prepared(nsta: int, n_obspy: int, tmp: str) -> dict[str, float]:
+    from obspy.geodetics import gps2dist_azimuth
+    from seisflows_eara.measure import observed_parameters, prepare_event, read_prepared
+    ev, stations, by, inv, syn = _replicas(nsta)
+    cfg = Config(params.defaults(), 1)
+    baz = gps2dist_azimuth(ev.latitude, ev.longitude, stations[0].latitude,
+                           stations[0].longitude)[2]
+    t = time.perf_counter()
+    for s in stations[:n_obspy]:
+        _obspy_prepare(by[s.code], inv, baz, cfg)
+    obspy_per = (time.perf_counter() - t) / n_obspy
+    path = os.path.join(tmp, "bench.prepared.h5")
+    t = time.perf_counter()
+    prepare_event(ev, stations, by, cfg, path, inventory=inv)
+    prep_per = (time.perf_counter() - t) / nsta
+    size = os.path.getsize(path)
+    t = time.perf_counter()
+    raw = measure_event(ev, stations, by, syn, cfg, inventory=inv)
+    raw_per = (time.perf_counter() - t) / nsta
+    t = time.perf_counter()
+    prep = read_prepared(path, observed_parameters(cfg, event=ev, stations=stations))
+    m = measure_event(ev, stations, {}, syn, cfg, prepared=prep)
+    fwd_per = (time.perf_counter() - t) / nsta
+    same = m.table.to_csv(index=False) == raw.table.to_csv(index=False)
+    os.remove(path)
+    return {"stations": nsta, "prepare.per_station_s": prep_per,
+            "prepare.obspy_per_station_s": obspy_per, "prepare.obspy_stations": n_obspy,
+            "prepare.speedup": obspy_per / prep_per,
+            "prepare.bytes_per_station": size / nsta,
+            "forward.prepared_per_station_s": fwd_per, "forward.raw_per_station_s": raw_per,
+            "forward.speedup": raw_per / fwd_per, "forward.same_table": same,
+            "extrapolated.prepare_core_hours_142x2000": prep_per * 142 * 2000 / 3600,
+            "extrapolated.forward_core_hours_142x2000_per_forward": fwd_per * 142 * 2000 / 3600}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stations", type=int, default=2000)
     ap.add_argument("--pyatoa-repeats", type=int, default=2)
+    ap.add_argument("--only", choices=("all", "prepared"), default="all")
+    ap.add_argument("--prepared-stations", type=int, default=200)
+    ap.add_argument("--obspy-stations", type=int, default=20,
+                    help="stations of the obspy baseline of (a) (per-station time)")
+    ap.add_argument("--json", help="write the figures of section 3 to this JSON file")
+    ap.add_argument("--tmp", default=os.environ.get("TMPDIR", "/tmp"))
     a = ap.parse_args()
+    r = bench_prepared(a.prepared_stations, a.obspy_stations, a.tmp)
+    print(f"Prepared observed data, {r['stations']} replicated raw KBL stations (40 sps, 105 min):")
+    print(f"  (a) preparation per station: ours {r['prepare.per_station_s']:.3f} s, obspy per-trace "
+          f"{r['prepare.obspy_per_station_s']:.3f} s -> {r['prepare.speedup']:.1f}x; "
+          f"{r['prepare.bytes_per_station'] / 1e6:.1f} MB per station on disk")
+    print(f"  (b) forward per station: from prepared {r['forward.prepared_per_station_s']:.3f} s, "
+          f"from raw {r['forward.raw_per_station_s']:.3f} s -> {r['forward.speedup']:.1f}x "
+          f"(same table: {r['forward.same_table']})")
+    if a.json:
+        import json
+        with open(a.json, "w") as f:
+            json.dump(r, f, indent=1)
+    if a.only == "prepared":
+        return
     # the many-station event first: the process peak RSS before it is then only the input traces
     wall, nwin, rss0, rss = bench_many(a.stations)
     ours, theirs = bench_kbl(a.pyatoa_repeats)
