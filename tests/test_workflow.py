@@ -326,6 +326,30 @@ def _assert_same_as(work: Path, reference_run: Path) -> None:
     assert np.array_equal(h.misfit.to_numpy(), h_ref.misfit.to_numpy())
 
 
+@pytest.mark.slow        # ~5 min; tests/test_direction.py kills the direction command itself
+def test_kill_inside_the_direction_job_and_resume(world, reference_run, tmp_path):
+    """SIGKILL of the master while the direction job of structure iteration 1 is in its smoothing
+    phase (its per-slice gradient files written, output/directions/<step> not yet published):
+    `seisflows submit` again re-runs the job from the same inputs and ends bit-identical."""
+    import signal
+    import time
+    work = _project(world, tmp_path, 1, 2)
+    exe = str(Path(sys.executable).with_name("seisflows"))
+    proc = subprocess.Popen([exe, "submit"], cwd=work, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    raw = work / "output" / "directions" / "stage1_structure01_direction.tmp" / "work" / \
+        "gradient_raw"
+    t0 = time.time()
+    while not list(raw.glob("proc*.npz")) and time.time() - t0 < 1200:
+        assert proc.poll() is None, "the run ended before its direction job"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (work / "output" / "directions" / "stage1_structure01_direction").exists()
+    _seisflows(["submit"], work)
+    _assert_same_as(work, reference_run)
+
+
 @pytest.mark.slow
 def test_killed_again_and_again_ends_like_the_uninterrupted_run(world, reference_run, tmp_path):
     """SIGKILL of the master in every kind of step (every third solver invocation: forwards,
