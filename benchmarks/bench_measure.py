@@ -14,7 +14,8 @@
    no two share a cached response evaluation: the worst case), with the KBL synthetic: (a) the
    observed preparation per station, ours (measure.prepare_event) against obspy's per-trace
    Stream path (detrend, taper, remove_response, rotate, filter per band) on a subset; (b) a
-   forward's measurement from the prepared file against from the raw records.
+   forward's measurement from the prepared file against from the raw records; (c) the
+   preparation with 2 worker processes (prepare_event(workers=2)) against 1.
 
 Run: python benchmarks/bench_measure.py [--stations 2000] [--pyatoa-repeats 3]
      python benchmarks/bench_measure.py --only prepared [--prepared-stations 200] [--json F]
@@ -198,6 +199,11 @@ def bench_prepared(nsta: int, n_obspy: int, tmp: str) -> dict[str, float]:
     prepare_event(ev, stations, by, cfg, path, inventory=inv)
     prep_per = (time.perf_counter() - t) / nsta
     size = os.path.getsize(path)
+    path2 = os.path.join(tmp, "bench.prepared.2.h5")
+    t = time.perf_counter()
+    prepare_event(ev, stations, by, cfg, path2, inventory=inv, workers=2)
+    prep2_per = (time.perf_counter() - t) / nsta
+    os.remove(path2)
     t = time.perf_counter()
     raw = measure_event(ev, stations, by, syn, cfg, inventory=inv)
     raw_per = (time.perf_counter() - t) / nsta
@@ -211,6 +217,8 @@ def bench_prepared(nsta: int, n_obspy: int, tmp: str) -> dict[str, float]:
             "prepare.obspy_per_station_s": obspy_per, "prepare.obspy_stations": n_obspy,
             "prepare.speedup": obspy_per / prep_per,
             "prepare.bytes_per_station": size / nsta,
+            "parallel.prepare_per_station_s_2_workers": prep2_per,
+            "parallel.prepare_speedup_2_workers": prep_per / prep2_per,
             "forward.prepared_per_station_s": fwd_per, "forward.raw_per_station_s": raw_per,
             "forward.speedup": raw_per / fwd_per, "forward.same_table": same,
             "extrapolated.prepare_core_hours_142x2000": prep_per * 142 * 2000 / 3600,
@@ -232,7 +240,9 @@ def main() -> None:
     print(f"Prepared observed data, {r['stations']} replicated raw KBL stations (40 sps, 105 min):")
     print(f"  (a) preparation per station: ours {r['prepare.per_station_s']:.3f} s, obspy per-trace "
           f"{r['prepare.obspy_per_station_s']:.3f} s -> {r['prepare.speedup']:.1f}x; "
-          f"{r['prepare.bytes_per_station'] / 1e6:.1f} MB per station on disk")
+          f"{r['prepare.bytes_per_station'] / 1e6:.1f} MB per station on disk; with 2 worker "
+          f"processes {r['parallel.prepare_per_station_s_2_workers']:.3f} s "
+          f"({r['parallel.prepare_speedup_2_workers']:.2f}x)")
     print(f"  (b) forward per station: from prepared {r['forward.prepared_per_station_s']:.3f} s, "
           f"from raw {r['forward.raw_per_station_s']:.3f} s -> {r['forward.speedup']:.1f}x "
           f"(same table: {r['forward.same_table']})")

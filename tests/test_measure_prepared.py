@@ -204,3 +204,25 @@ def test_preprocess_plugin_prepares_once_per_stage_and_reuses_it(tmp_path):
     assert path.stat().st_mtime_ns != mtime                 # an input changed: prepared again
     pre.quantify_misfit(source_name=EVENT, iteration=2, step_count=0, stage=2)
     assert Path(pre.observed_file(EVENT, 2)).is_file()
+
+
+def test_parallel_preparation_equals_serial(tmp_path):
+    """prepare_event with 2 worker processes: the same records, rows and table as with one."""
+    ev, sta, by, inv, syn = _okhotsk()
+    cfg = Config(params.defaults(), 1)
+    out = {}
+    for w in (1, 2):
+        path = str(tmp_path / f"w{w}.h5")
+        prepare_event(ev, sta, by, cfg, path, inventory=inv, workers=w)
+        out[w] = read_prepared(path, observed_parameters(cfg, event=ev, stations=sta))
+    a, b = out[1], out[2]
+    assert a.rows == b.rows and [u.meta() for u in a.units] == [u.meta() for u in b.units]
+    assert len(a.units) == 2
+    for i in range(len(a.units)):
+        for band, st in a.bands(i).items():
+            for x, y in zip(st, b.bands(i)[band]):
+                assert x.id == y.id
+                np.testing.assert_array_equal(x.data, y.data)
+    ta = measure_event(ev, sta, {}, syn, cfg, prepared=a).table
+    tb = measure_event(ev, sta, {}, syn, cfg, prepared=b).table
+    assert ta.to_csv(index=False) == tb.to_csv(index=False)

@@ -57,7 +57,7 @@ def _observed(observed: str, stationxml: str | None, event) -> tuple:
 
 
 def run_prepare(config: str, cmtsolution: str, stations: str, observed: str, stage: int,
-                output: str, stationxml: str | None = None) -> dict:
+                output: str, stationxml: str | None = None, workers: int = 1) -> dict:
     """Prepared observed data of one event and stage -> the ASDF file `output`."""
     values = _config(config, stage)
     event = event_from_file(cmtsolution)
@@ -66,7 +66,7 @@ def run_prepare(config: str, cmtsolution: str, stations: str, observed: str, sta
     mis = read_misorientation_table(values["misorientation_file"])
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     p = prepare_event(event, sta, by_station, Config(values, stage), output, inventory=inv,
-                      misorientation=mis, file_notes=notes,
+                      misorientation=mis, file_notes=notes, workers=workers,
                       progress=progress_logger(f"prepare {event.name}"))
     return dict(event=event.name, units=len(p.units),
                 rejected=sum(bool(u.error) for u in p.units), digest=p.digest)
@@ -158,6 +158,8 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
             a.required, a.help = False, "not used (accepted so measure's inputs can be reused)"
         if a.dest == "output":
             a.help = "the prepared ASDF file to write (e.g. EVENT.prepared.h5)"
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes preparing stations in parallel (the file is the same)")
 
 
 def _prepare_run(a: argparse.Namespace) -> int:
@@ -165,7 +167,7 @@ def _prepare_run(a: argparse.Namespace) -> int:
     t = time.perf_counter()
     try:
         r = run_prepare(a.config, a.cmtsolution, a.stations, a.observed, a.stage, a.output,
-                        a.stationxml)
+                        a.stationxml, a.workers)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

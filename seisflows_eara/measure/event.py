@@ -697,12 +697,13 @@ def prepare_event(event: EventInfo, stations: list[Station], observed: dict[str,
                   observed_processed: bool = False, misorientation: dict[str, float] | None = None,
                   file_notes: Sequence[FileNote] = (),
                   progress: Callable[[int, int], None] | None = None,
-                  parameters: dict | None = None) -> PreparedObserved:
+                  parameters: dict | None = None, workers: int = 1) -> PreparedObserved:
     """The observed half of `measure_event` (read rows, select, QC, response, Z/R/T, band-pass
     per band of the stage), written to the ASDF file `path` unit by unit (measure.prepared).
     `measure_event(..., prepared=read_prepared(path, observed_parameters(cfg, ...)))` then gives
     the table and adjoint sources of the raw path. `parameters` (default observed_parameters
-    with the event and stations) is what the file records and its digest is of."""
+    with the event and stations) is what the file records and its digest is of. `workers` > 1
+    prepares the units in that many processes (concurrent.futures; the file is the same)."""
     v = cfg.values
     misorientation = misorientation or {}
     geo = _geometry(event, stations, cfg)
@@ -714,21 +715,12 @@ def prepare_event(event: EventInfo, stations: list[Station], observed: dict[str,
                     rows)
     inv_by = index_inventory(inventory)
     writer = PreparedWriter(path)
+    jobs = ((unit, inv_by.get(_key(unit.station)), geo.backazimuth[unit.k], cfg,
+             observed_processed, misorientation.get(unit.station.code, 0.0)) for unit in units)
     try:
-        for i, unit in enumerate(units):
+        for i, pu in enumerate(_in_order(_prepare_unit, jobs, workers)):
             if progress is not None:
                 progress(i, len(units))
-            st = unit.station
-            pu = ObservedUnit(unit.k, st.network, st.station, unit.location, unit.channel,
-                              unit.channels.band, unit.files, unit.ids)
-            try:
-                o, pu.spans, pu.notes = _observe(unit, inv_by.get(_key(st)),
-                                                 geo.backazimuth[unit.k], cfg, observed_processed,
-                                                 misorientation.get(st.code, 0.0))
-                pu.bands = {b: bandpass_stream(o, cfg.band(b), v["filter_corners"])
-                            for b in BANDS}
-            except (ValueError, IndexError) as e:
-                pu.error = str(e)
             writer.add(pu)
         if progress is not None:
             progress(len(units), len(units))
@@ -741,6 +733,39 @@ def prepare_event(event: EventInfo, stations: list[Station], observed: dict[str,
         writer.close()
         if os.path.exists(writer.tmp):
             os.remove(writer.tmp)
+
+
+def _prepare_unit(job: tuple) -> ObservedUnit:
+    """One unit of prepare_event: _observe, then the band-pass of each band (a process-pool task)."""
+    unit, inv, baz, cfg, observed_processed, misorientation_deg = job
+    st = unit.station
+    pu = ObservedUnit(unit.k, st.network, st.station, unit.location, unit.channel,
+                      unit.channels.band, unit.files, unit.ids)
+    try:
+        o, pu.spans, pu.notes = _observe(unit, inv, baz, cfg, observed_processed,
+                                         misorientation_deg)
+        pu.bands = {b: bandpass_stream(o, cfg.band(b), cfg["filter_corners"]) for b in BANDS}
+    except (ValueError, IndexError) as e:
+        pu.error = str(e)
+    return pu
+
+
+def _in_order(fn: Callable, jobs, workers: int):
+    """fn(job) for each job, in order; with workers > 1 in a process pool, at most 2 × workers
+    jobs in flight (memory bounded by them, not by the event)."""
+    if workers <= 1:
+        yield from map(fn, jobs)
+        return
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(pool.submit(fn, job))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _faults(file_notes: Sequence[FileNote]) -> dict[tuple[str, str], list[str]]:
