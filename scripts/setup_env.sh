@@ -12,7 +12,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
 fi
-.venv/bin/python -m pip install -q -e ".[test,sf2,mpi]"
+# mpich: PyPI's MPI wheel (mpiexec in .venv/bin, the library mpi4py loads) so the slice-parallel
+# direction tests run under MPI on a machine without a system MPI; on a cluster use the site's MPI
+.venv/bin/python -m pip install -q -e ".[test,sf2,mpi]" "mpich>=4"
 
 WHEEL=../shared/vendor/seisflows-3.5.6-py3-none-any.whl
 if [ "${SEISFLOWS3:-1}" = 0 ]; then

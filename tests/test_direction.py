@@ -27,13 +27,16 @@ from seisflows_eara.direction import engine
 from seisflows_eara.direction.comm import DirectionJobError, SerialComm, my_slices
 
 SIGMA = (8.0, 4.0)             # km: small, so the Python smoother takes seconds
-MPIEXEC = shutil.which("mpiexec")
+# the environment's own launcher first (PyPI's `mpich` wheel puts it beside the interpreter; mpi4py
+# then loads that MPI), else the one on PATH (a site or Debian MPI)
+_VENV_MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+MPIEXEC = _VENV_MPIEXEC if os.access(_VENV_MPIEXEC, os.X_OK) else shutil.which("mpiexec")
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMP_NUM_THREADS": "1"}
 
 
 def _mpi_works() -> bool:
-    """mpiexec on PATH and mpi4py (the [mpi] extra) loading an MPI library under it."""
+    """mpiexec (beside the interpreter or on PATH) and mpi4py (the [mpi] extra) loading an MPI library under it."""
     if MPIEXEC is None:
         return False
     try:
@@ -366,3 +369,15 @@ def test_xsmooth_sem_phases_use_what_the_smoother_wrote(world, tmp_path):
     a, b = _joined(out, "direction"), _joined(tmp_path / "none", "direction")
     for k in ("vc", "vsv", "vsh", "eta", "vp", "vs"):
         assert np.abs(a[f"d_{k}"] - b[f"d_{k}"]).max() <= 1e-6, k
+
+
+def test_a_launcher_and_mpi4py_of_different_mpis_are_refused(monkeypatch):
+    """A launcher that started 2 ranks while mpi4py's library sees 1 (another MPI's mpiexec): every
+    rank would redo the whole job, so the job stops and says why."""
+    pytest.importorskip("mpi4py")
+    from seisflows_eara.direction.comm import world
+    for k in ("OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("PMI_SIZE", "2")
+    with pytest.raises(DirectionJobError, match="different MPIs"):
+        world()

@@ -63,7 +63,22 @@ def world(serial: bool = False) -> SerialComm | MpiComm:
                                     "(pip install 'seisflows_eara[mpi]'); each rank would redo "
                                     "the whole job") from None
         return SerialComm()
+    launched = _launcher_size()
+    if launched > 1 and MPI.COMM_WORLD.Get_size() != launched:
+        raise DirectionJobError(
+            f"the launcher started {launched} ranks but mpi4py's MPI library "
+            f"({MPI.Get_library_version().splitlines()[0].strip()}) sees "
+            f"{MPI.COMM_WORLD.Get_size()}: mpiexec and mpi4py belong to different MPIs; use the "
+            "mpiexec of the MPI mpi4py loads (each rank would otherwise redo the whole job)")
     return MpiComm(MPI.COMM_WORLD)
+
+
+def _launcher_size() -> int:
+    """Number of ranks the launcher says it started (0 when it does not say)."""
+    for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS"):
+        if os.environ.get(k, "").isdigit():
+            return int(os.environ[k])
+    return 0
 
 
 def my_slices(nslices: int, rank: int, size: int) -> list[int]:
