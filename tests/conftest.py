@@ -40,3 +40,15 @@ def tiny_databases(tmp_path_factory) -> Path:
         else:
             (out / f.name).symlink_to(f)
     return out
+
+
+def displacement_as_specfem(observed, inventory):
+    """Synthetics made of the observed records themselves, as SPECFEM writes them: displacement
+    (obspy's remove_response, 250-2.5 s pre-filter), Z/N/E, channels MX?, no location code."""
+    disp = observed.copy()
+    disp.remove_response(inventory=inventory, output="DISP", pre_filt=(0.004, 0.008, 0.4, 0.8))
+    disp.rotate("->ZNE", inventory=inventory)
+    for tr in disp:
+        tr.stats.channel = "MX" + tr.stats.channel[-1]
+        tr.stats.location = ""
+    return disp

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from obspy.taup import TauPyModel
 
+from conftest import displacement_as_specfem
 from seisflows_eara import params
 from seisflows_eara.commands.demo import load_kbl_pair
 from seisflows_eara.io.specfem_traces import read_synthetics
@@ -152,12 +153,7 @@ def test_deep_event_gets_no_surface_windows(tmp_path):
     ch = inv[0][0]
     sta = [Station("TA", "POKR", ch.latitude, ch.longitude)]
     # synthetics: the observed displacement itself, as SPECFEM would write it (N, E, Z)
-    disp = obs.copy()
-    disp.remove_response(inventory=inv, output="DISP", pre_filt=(0.004, 0.008, 0.4, 0.8))
-    disp.rotate("->ZNE", inventory=inv)
-    for tr in disp:
-        tr.stats.channel = "MX" + tr.stats.channel[-1]
-        tr.stats.location = ""
+    disp = displacement_as_specfem(obs, inv)
     m = measure_event(ev, sta, {"TA.POKR": obs}, disp, Config(params.defaults(), 1), inventory=inv)
     t = m.table
     surf = t[t.band == "surface"]

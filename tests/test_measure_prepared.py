@@ -12,6 +12,7 @@ import numpy as np
 import obspy
 import pytest
 
+from conftest import displacement_as_specfem
 from seisflows_eara import params
 from seisflows_eara.commands.demo import load_kbl_pair
 from seisflows_eara.commands.measure import run_measure
@@ -37,12 +38,7 @@ def _okhotsk():
     sta = [Station(n.code, s.code, s.latitude, s.longitude) for n in inv for s in n]
     sta.append(Station("XX", "NONE", 45.0, 140.0))
     pokr = obs.select(station="POKR")
-    disp = pokr.copy()
-    disp.remove_response(inventory=inv, output="DISP", pre_filt=(0.004, 0.008, 0.4, 0.8))
-    disp.rotate("->ZNE", inventory=inv)
-    for tr in disp:
-        tr.stats.channel = "MX" + tr.stats.channel[-1]
-        tr.stats.location = ""
+    disp = displacement_as_specfem(pokr, inv)
     by = {f"{s.network}.{s.station}": obs.select(network=s.network, station=s.station)
           for s in sta[:2]}
     return ev, sta, by, inv, disp

@@ -136,19 +136,26 @@ def _log_progress() -> None:
         log.setLevel(logging.INFO)
 
 
-def _run(a: argparse.Namespace) -> int:
+def _call(a: argparse.Namespace, work, summary) -> int:
+    """Run `work()` with progress on stderr; bad input -> the error and exit 2, else
+    `summary(result, seconds)` -> the output line and exit 0."""
     _log_progress()
     t = time.perf_counter()
     try:
-        r = run_measure(a.config, a.cmtsolution, a.stations, a.observed, a.synthetics, a.stage,
-                        a.output, a.stationxml)
+        r = work()
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{r['event']}: {r['kept']} windows kept, {r['rejected']} rejected, "
-          f"{r['stations']} stations with adjoint sources, total misfit {r['misfit']:.6g} "
-          f"({time.perf_counter() - t:.1f} s) -> {a.output}")
+    print(f"{summary(r, time.perf_counter() - t)} -> {a.output}")
     return 0
+
+
+def _run(a: argparse.Namespace) -> int:
+    return _call(a, lambda: run_measure(a.config, a.cmtsolution, a.stations, a.observed,
+                                        a.synthetics, a.stage, a.output, a.stationxml),
+                 lambda r, s: f"{r['event']}: {r['kept']} windows kept, {r['rejected']} rejected, "
+                 f"{r['stations']} stations with adjoint sources, total misfit "
+                 f"{r['misfit']:.6g} ({s:.1f} s)")
 
 
 def _prepare_args(p: argparse.ArgumentParser) -> None:
@@ -163,17 +170,10 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
 
 
 def _prepare_run(a: argparse.Namespace) -> int:
-    _log_progress()
-    t = time.perf_counter()
-    try:
-        r = run_prepare(a.config, a.cmtsolution, a.stations, a.observed, a.stage, a.output,
-                        a.stationxml, a.workers)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"{r['event']}: {r['units']} channel sets prepared ({r['rejected']} rejected), "
-          f"parameters digest {r['digest'][:12]} ({time.perf_counter() - t:.1f} s) -> {a.output}")
-    return 0
+    return _call(a, lambda: run_prepare(a.config, a.cmtsolution, a.stations, a.observed, a.stage,
+                                        a.output, a.stationxml, a.workers),
+                 lambda r, s: f"{r['event']}: {r['units']} channel sets prepared ({r['rejected']} "
+                 f"rejected), parameters digest {r['digest'][:12]} ({s:.1f} s)")
 
 
 COMMANDS.append(("prepare", "prepare one event's observed data once per stage (ASDF file)",
