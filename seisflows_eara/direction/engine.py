@@ -44,7 +44,7 @@ from seisflows_eara.model.gll import gll_filename, read_gll, write_gll
 from seisflows_eara.model.mesh import read_mesh
 from seisflows_eara.model.parametrization import INVERTED, KERNEL_FILES, MODEL_FILES, TISO, \
     kernels_to_gradient, reference, tiso_mask, update_model
-from seisflows_eara.optimize.pcg import PrSums, pr_coefficients
+from seisflows_eara.optimize.pcg import PrSums, pr_coefficients, pr_sums
 
 #: kernel files read per event and slice (the six primary TISO kernels and the Hessian)
 KERNEL_NAMES = tuple(sorted(set(KERNEL_FILES) | {"hess"}))
@@ -99,22 +99,21 @@ def _model_slice(model: str, s: int, npoint: int) -> dict[str, np.ndarray]:
 
 
 def event_centres(events: list[EventInput], stations: str) -> tuple[dict, np.ndarray]:
-    """{event: source (3,) km} and the receivers (n, 3) km: the damping centres (tiny data)."""
-    import obspy
+    """{event: source (3,) km} and the receivers (n, 3) km: the damping centres (tiny data).
+    The centroid is read by seisflows_eara.measure.event_from_file, as everywhere else."""
     from seisflows_eara.io.stations import read_stations
+    from seisflows_eara.measure import event_from_file
     rec = read_stations(stations)
     rxyz = geographic_to_xyz(np.array([r.latitude for r in rec]),
                              np.array([r.longitude for r in rec]),
                              np.array([r.burial / 1000.0 for r in rec]))
     src = {}
-    for ev in events:          # the centroid, as seisflows_eara.measure.event_from_file reads it
+    for ev in events:
         try:
-            e = obspy.read_events(ev.source)[0]
-        except Exception as err:
+            e = event_from_file(ev.source)
+        except (OSError, ValueError) as err:
             raise SliceInputError(f"event {ev.name}: cannot read {ev.source}: {err}") from None
-        org = next((o for o in e.origins if str(o.origin_type) == "centroid"),
-                   e.preferred_origin() or e.origins[0])
-        src[ev.name] = geographic_to_xyz(org.latitude, org.longitude, org.depth / 1000.0)[0]
+        src[ev.name] = geographic_to_xyz(e.latitude, e.longitude, e.depth_km)[0]
     return src, rxyz
 
 
@@ -314,18 +313,13 @@ def direction_phase(comm, slices: list[int], values: dict, out: str,
             pg = {k: np.where(keep[k], z[f"pg_{k}"], 0.0) for k in INVERTED}
             save_slice(gdir, s, {**{f"g_{k}": a for k, a in g.items()},
                                  **{f"pg_{k}": a for k, a in pg.items()}})
-            ps = PrSums(sum(_dot(g[k], pg[k]) for k in INVERTED))
+            prev = None
             if previous is not None:
                 what = "previous iteration's state"
-                g0 = load_slice(previous[0], s, "g_", what)
-                pg0 = load_slice(previous[0], s, "pg_", what)
-                d0 = load_slice(previous[1], s, "raw_", what)
-                ps.g_d0 = sum(_dot(g[k], d0[k]) for k in INVERTED)
-                ps.g0_pg0 = sum(_dot(g0[k], pg0[k]) for k in INVERTED)
-                ps.dg_pg = sum(_dot(g[k] - g0[k], pg[k]) for k in INVERTED)
-                ps.pg_pg0 = {k: _dot(pg[k], pg0[k]) for k in INVERTED}
-                ps.pg0_pg0 = {k: _dot(pg0[k], pg0[k]) for k in INVERTED}
-            parts[s] = ps
+                prev = (load_slice(previous[0], s, "g_", what),
+                        load_slice(previous[0], s, "pg_", what),
+                        load_slice(previous[1], s, "raw_", what))
+            parts[s] = pr_sums(g, pg, prev, _dot)
         return parts
 
     parts = collective(comm, sums)

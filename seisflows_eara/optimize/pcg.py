@@ -54,15 +54,6 @@ class Direction:
     scale: float = 1.0          # d (normalized) = raw direction × scale
 
 
-def powell_ratios(pg: Fields, pg_prev: Fields) -> dict[str, float]:
-    """R per parameter: Pg_i·Pg_{i−1} / (Pg_{i−1}·Pg_{i−1})."""
-    out = {}
-    for k in pg:
-        den = float(np.vdot(pg_prev[k], pg_prev[k]).real)
-        out[k] = float(np.vdot(pg[k], pg_prev[k]).real) / den if den > 0 else np.inf
-    return out
-
-
 @dataclass
 class PrSums:
     """The global inner products one PR-CG step needs (sums over all GLL points; a slice-parallel
@@ -79,16 +70,18 @@ def _vdot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.vdot(a, b).real)
 
 
-def pr_sums(g: Fields, pg: Fields, prev: tuple[Fields, Fields, Fields] | None) -> PrSums:
-    """PrSums of arrays (one process, or one slice's partial sums)."""
-    out = PrSums(sum(_vdot(g[k], pg[k]) for k in g))
+def pr_sums(g: Fields, pg: Fields, prev: tuple[Fields, Fields, Fields] | None,
+            dot_=_vdot) -> PrSums:
+    """PrSums of arrays (one process, or one slice's partial sums); `dot_(a, b)` is the inner
+    product of two arrays (the slice-parallel job passes one with a fixed summation order)."""
+    out = PrSums(sum(dot_(g[k], pg[k]) for k in g))
     if prev is not None:
         g0, pg0, d0 = prev
-        out.g_d0 = sum(_vdot(g[k], d0[k]) for k in g)
-        out.g0_pg0 = sum(_vdot(g0[k], pg0[k]) for k in g0)
-        out.dg_pg = sum(_vdot(g[k] - g0[k], pg[k]) for k in g)
-        out.pg_pg0 = {k: _vdot(pg[k], pg0[k]) for k in pg}
-        out.pg0_pg0 = {k: _vdot(pg0[k], pg0[k]) for k in pg}
+        out.g_d0 = sum(dot_(g[k], d0[k]) for k in g)
+        out.g0_pg0 = sum(dot_(g0[k], pg0[k]) for k in g0)
+        out.dg_pg = sum(dot_(g[k] - g0[k], pg[k]) for k in g)
+        out.pg_pg0 = {k: dot_(pg[k], pg0[k]) for k in pg}
+        out.pg0_pg0 = {k: dot_(pg0[k], pg0[k]) for k in pg}
     return out
 
 
@@ -147,22 +140,22 @@ class OptimizerState:
             np.savez(buf, **fields)
             atomic_write_bytes(os.path.join(self.folder, f"{name}_s{stage}_i{iteration:03d}.npz"),
                                buf.getvalue())
-        idx = self._index()
-        entries = [e for e in idx.get(str(stage), []) if e["iteration"] != iteration]
-        idx[str(stage)] = sorted(entries + [dict(iteration=iteration, **(info or {}))],
-                                 key=lambda e: e["iteration"])
-        atomic_write_text(os.path.join(self.folder, "pcg_state.json"), json.dumps(idx, indent=1))
+        self._index_entry(stage, dict(iteration=iteration, **(info or {})))
 
     def record(self, stage: int, iteration: int, gradient: str, direction: str,
                info: dict | None = None) -> None:
         """Index a slice-parallel iteration's state: the folders of its per-slice gradient (g, Pg)
         and direction (raw d) files (seisflows_eara.direction), which the next iteration reads."""
-        idx = self._index()
-        entries = [e for e in idx.get(str(stage), []) if e["iteration"] != iteration]
-        idx[str(stage)] = sorted(entries + [dict(iteration=iteration, **(info or {}),
-                                                 gradient=gradient, direction=direction)],
-                                 key=lambda e: e["iteration"])
         os.makedirs(self.folder, exist_ok=True)
+        self._index_entry(stage, dict(iteration=iteration, **(info or {}), gradient=gradient,
+                                      direction=direction))
+
+    def _index_entry(self, stage: int, entry: dict) -> None:
+        """Put `entry` in the index as stage's record of its iteration (replacing an earlier one
+        of the same iteration: a repeated step after a crash), written atomically."""
+        idx = self._index()
+        entries = [e for e in idx.get(str(stage), []) if e["iteration"] != entry["iteration"]]
+        idx[str(stage)] = sorted(entries + [entry], key=lambda e: e["iteration"])
         atomic_write_text(os.path.join(self.folder, "pcg_state.json"), json.dumps(idx, indent=1))
 
     def previous_folders(self, stage: int, before: int) -> tuple[str, str] | None:

@@ -1,6 +1,7 @@
 """One structure iteration's numerics (SPEC §6, Appendix C), on arrays: event kernels -> damped,
-summed gradient in the EARA parametrization -> preconditioned, smoothed -> PR-CG direction; and the
-line search on linearly extrapolated synthetics (eq. C6)."""
+summed gradient in the EARA parametrization -> preconditioned, smoothed -> PR-CG direction (the
+single-process form; seisflows_eara.direction runs the same steps slice by slice). The line search
+on linearly extrapolated synthetics (eq. C6) is seisflows_eara.optimize.reduced."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +14,6 @@ from seisflows_eara.kernels import KernelSum, damping_mask, gaussian_smooth, pre
 from seisflows_eara.model.mesh import Mesh
 from seisflows_eara.model.parametrization import INVERTED, KERNELS_ISO, KERNELS_TISO, \
     kernels_to_gradient, reference, tiso_mask
-from seisflows_eara.optimize.linesearch import LineSearchResult, extrapolated_line_search
 from seisflows_eara.optimize.pcg import Direction, pr_direction
 
 #: SPECFEM kernel names one structure iteration reads per event
@@ -77,19 +77,3 @@ def process_gradient(g: dict[str, np.ndarray], hess: np.ndarray, mesh: Mesh, v: 
 def direction(grad: Gradient, previous, powell_threshold: float) -> Direction:
     """PR-CG direction with Powell / descent restarts, normalized to max|d| = 1 (eq. C1-C3)."""
     return pr_direction(grad.g, grad.pg, previous, powell_threshold)
-
-
-def extrapolated_misfit(segments0: list[np.ndarray], segments_trial: list[np.ndarray],
-                        measures: list[Callable[[np.ndarray], float]], trial_step: float
-                        ) -> Callable[[float], float]:
-    """χ(α) = Σ_e χ_e(S0 + (α/ε)(S_ε − S0)) on frozen windows (eq. C6)."""
-    diffs = [(s0, (st - s0) / trial_step) for s0, st in zip(segments0, segments_trial)]
-
-    def chi(alpha: float) -> float:
-        return float(sum(m(s0 + alpha * ds) for (s0, ds), m in zip(diffs, measures)))
-    return chi
-
-
-def line_search(chi: Callable[[float], float], v: dict) -> LineSearchResult:
-    return extrapolated_line_search(chi, tuple(v["structure_step_range"]),
-                                    v["structure_step_samples"])
