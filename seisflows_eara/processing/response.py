@@ -73,7 +73,7 @@ def inverse_filter(response: Response, dt: float, nfft: int, output: str,
         if water_level is None:
             if lo == 0:
                 r[0] = 0.0      # obspy: the zero-frequency bin is not inverted
-            out = _invert_plain(r, lo)
+            out = _invert_plain(r)
         else:
             swamp = _max_abs_response(response, freqs, output) * 10.0 ** (-water_level / 20.0)
             out = _invert_with_level(r, swamp)
@@ -120,7 +120,7 @@ def _invert_with_level(r: np.ndarray, swamp: float) -> np.ndarray:
     return out
 
 
-def _invert_plain(r: np.ndarray, lo: int) -> np.ndarray:
+def _invert_plain(r: np.ndarray) -> np.ndarray:
     """obspy's inversion without water level: 1/R, the zero-frequency bin left at 0."""
     out = np.zeros_like(r)
     nz = r != 0
