@@ -141,6 +141,9 @@ class EventMeasurement:
         default_factory=dict)
     #: "NET.STA" -> the observed NET.STA.LOC.CHA its adjoint source was measured on
     provenance: dict[str, list[str]] = field(default_factory=dict)
+    #: flat per-window adjoint sources × W_es W_w (windows end to end, prepared.offsets): what
+    #: adjoint_by_category sums; stored compactly by measure.adjoint_store
+    adjoint_windows: np.ndarray | None = None
 
 
 def _row(event, st: Station, **kw) -> dict:
@@ -641,11 +644,10 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         adj = q.pop("adjoint")
         adj *= per_sample(q["w_quality"] * q["w_geographic"], p.offsets)
         by_cat = prepared.adjoint_by_category(adj)
-        del adj
         misfit = float(q["misfit"].sum())
         wc, cats_w = q["w_category"], p.categories
     else:
-        by_cat, misfit, wc, cats_w = {}, 0.0, np.zeros(0), np.array([])
+        by_cat, misfit, wc, cats_w, adj = {}, 0.0, np.zeros(0), np.array([]), np.zeros(0)
     prepared.synthetic = S      # the measured synthetics' window segments (line searches, SPEC §6)
     del S
     for r in rows:
@@ -668,7 +670,8 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         code = units[u].station.code
         key = f"{code}.{units[u].location}" if code in shared else code
         processed[(key, band_name)] = (axes[u].times, obs_b, syn_b)
-    return EventMeasurement(table, misfit, adjoint, times, prepared, by_cat, processed, provenance)
+    return EventMeasurement(table, misfit, adjoint, times, prepared, by_cat, processed, provenance,
+                            adj)
 
 
 def observed_parameters(cfg: Config, misorientation: dict[str, float] | None = None,

@@ -33,6 +33,8 @@ from seisflows_eara.io.waveforms import read_synthetic_data, read_waveforms
 from seisflows_eara.measure import Config, EventMeasurement, PreparedEvent, event_from_file, \
     measure_event, observed_parameters, prepare_event, progress_logger
 from seisflows_eara.measure.prepared import cached_prepared, file_digest
+from seisflows_eara.measure.adjoint_store import AdjointStoreError, recombine, \
+    write_adjoint_store
 from seisflows_eara.measure.event import combine_adjoint
 from seisflows_eara.plugins.base import EaraParameters
 from seisflows_eara.processing import read_misorientation_table
@@ -69,8 +71,14 @@ class EaraNzcc(EaraParameters, Default):
         return os.path.join(self.path.scratch, evaluation, f"{event}.pkl")
 
     def adjoint_parts_file(self, evaluation: str, event: str) -> str:
-        """Adjoint sources per category before W_c (for the all-event W_c of the structure misfit)."""
+        """Adjoint sources per category before W_c as full (3, npts) arrays: the format of earlier
+        versions, still read by write_weighted_adjoint_sources (runs in progress)."""
         return os.path.join(self.path.scratch, evaluation, f"{event}.adjoint_parts.pkl")
+
+    def adjoint_store_file(self, evaluation: str, event: str) -> str:
+        """The weighted window adjoints before W_c (measure.adjoint_store), placed by the frozen
+        measurement of prepared_file, for the all-event W_c of the structure misfit."""
+        return os.path.join(self.path.scratch, evaluation, f"{event}.adjoint_windows.npz")
 
     def load_table(self, evaluation: str, event: str) -> pd.DataFrame:
         path = self.measurement_file(evaluation.replace("/", "_"), event)
@@ -117,14 +125,27 @@ class EaraNzcc(EaraParameters, Default):
                                        data_dir: str, folder: str) -> None:
         """Adjoint sources of an earlier measurement recombined with the categorical weights `wc`
         (eq. 3), written like quantify_misfit's (all STATIONS, zeros where unmeasured)."""
-        path = self.adjoint_parts_file(evaluation.replace("/", "_"), event)
-        try:
-            with open(path, "rb") as f:
-                by_category, times = pickle.load(f)
-        except (OSError, pickle.UnpicklingError) as e:
-            raise FileNotFoundError(f"event {event}: adjoint parts {path} unavailable ({e}); "
-                                    "re-run the forward step of this iteration") from e
-        adjoint, _ = combine_adjoint(by_category, wc, times)
+        evaluation = evaluation.replace("/", "_")
+        store = self.adjoint_store_file(evaluation, event)
+        old = self.adjoint_parts_file(evaluation, event)
+        if os.path.exists(store) or not os.path.exists(old):
+            prepared = self.load_prepared(evaluation, event)
+            try:
+                adjoint, times = recombine(store, prepared, wc)
+            except (OSError, AdjointStoreError) as e:
+                raise FileNotFoundError(f"event {event}: adjoint store {store} unavailable ({e}); "
+                                        "re-run the forward step of this iteration") from e
+            # every measured station (zeros on its own axis where no window was kept), in the
+            # order of the measurement's adjoint_times
+            times.update({c: t for c, t in prepared.solver_times.items() if c not in times})
+        else:       # written by an earlier version (full arrays per category and station)
+            try:
+                with open(old, "rb") as f:
+                    by_category, times = pickle.load(f)
+            except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
+                raise FileNotFoundError(f"event {event}: adjoint parts {old} unavailable ({e}); "
+                                        "re-run the forward step of this iteration") from e
+            adjoint, _ = combine_adjoint(by_category, wc, times)
         m = EventMeasurement(pd.DataFrame(), 0.0, adjoint, times)
         self.write_adjoint_sources(m, data_dir, folder)
 
@@ -149,8 +170,8 @@ class EaraNzcc(EaraParameters, Default):
             table.to_csv(f, index=False, float_format="%.6g")
         with atomic_open(self.prepared_file(evaluation, event_name), "wb") as f:
             pickle.dump(m.prepared, f)
-        with atomic_open(self.adjoint_parts_file(evaluation, event_name), "wb") as f:
-            pickle.dump((m.adjoint_by_category, m.adjoint_times), f)
+        write_adjoint_store(self.adjoint_store_file(evaluation, event_name), m.prepared,
+                            m.adjoint_windows)
         if save_adjsrcs:
             self.write_adjoint_sources(m, os.path.join(cwd, "DATA"), save_adjsrcs)
         if save_residuals:
