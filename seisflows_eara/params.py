@@ -299,6 +299,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("measure_all_locations", False, "flag",
           "Measure every location of a station separately (each its best band) and sum their "
           "adjoint sources per component, instead of one location per station",
+    Param("measure_workers", 1, "count",
+          "Processes measuring (and preparing) an event's stations in parallel, each a run of "
+          "stations (same result as 1); 0 = every core of the allocation (SLURM_CPUS_PER_TASK, "
+          "else the cores the process may run on)", "preprocess", _num(0, None, integer=True)),
           "preprocess", _bool),
     Param("observed_displacement", False, "flag",
           "Observed data with no instrument response (no StationXML for their channel and epoch) "

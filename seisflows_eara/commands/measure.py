@@ -57,9 +57,11 @@ def _observed(observed: str, stationxml: str | None, event) -> tuple:
 
 
 def run_prepare(config: str, cmtsolution: str, stations: str, observed: str, stage: int,
-                output: str, stationxml: str | None = None, workers: int = 1) -> dict:
-    """Prepared observed data of one event and stage -> the ASDF file `output`."""
+                output: str, stationxml: str | None = None, workers: int | None = None) -> dict:
+    """Prepared observed data of one event and stage -> the ASDF file `output` (`workers`:
+    default measure_workers of the parameter file)."""
     values = _config(config, stage)
+    workers = values["measure_workers"] if workers is None else workers
     event = event_from_file(cmtsolution)
     sta = read_stations(stations)
     by_station, inv, notes = _observed(observed, stationxml, event)
@@ -73,8 +75,12 @@ def run_prepare(config: str, cmtsolution: str, stations: str, observed: str, sta
 
 
 def run_measure(config: str, cmtsolution: str, stations: str, observed: str, synthetics: str,
-                stage: int, output: str, stationxml: str | None = None) -> dict:
+                stage: int, output: str, stationxml: str | None = None,
+                workers: int | None = None) -> dict:
+    """Measure one event (module doc); `workers` (default: measure_workers of the parameter
+    file) processes measuring stations in parallel, same files."""
     values = _config(config, stage)
+    workers = values["measure_workers"] if workers is None else workers
     event = event_from_file(cmtsolution)
     sta = read_stations(stations)
     cfg = Config(values, stage)
@@ -84,11 +90,13 @@ def run_measure(config: str, cmtsolution: str, stations: str, observed: str, syn
     if is_prepared(observed):
         prep = read_prepared(observed, observed_parameters(cfg, mis, event=event, stations=sta))
         m = measure_event(event, sta, {}, syn.stream, cfg, misorientation=mis,
-                          file_notes=syn.notes, prepared=prep, progress=progress)
+                          file_notes=syn.notes, prepared=prep, progress=progress,
+                          workers=workers)
     else:
         by_station, inv, notes = _observed(observed, stationxml, event)
         m = measure_event(event, sta, by_station, syn.stream, cfg, inventory=inv,
-                          misorientation=mis, file_notes=notes + syn.notes, progress=progress)
+                          misorientation=mis, file_notes=notes + syn.notes, progress=progress,
+                          workers=workers)
     os.makedirs(os.path.join(output, "SEM"), exist_ok=True)
     m.table.to_csv(os.path.join(output, "measurements.csv"), index=False, float_format="%.6g")
     write_table_asdf(os.path.join(output, "measurements.h5"), m.table, event.name, stage, m.misfit,
@@ -124,6 +132,9 @@ def _args(p: argparse.ArgumentParser) -> None:
                    "ASDF or one waveform file")
     p.add_argument("--stage", type=int, required=True, help="stage number (selects the bands)")
     p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes working on stations in parallel (0: every core of the "
+                   "allocation; default: measure_workers of --config); the files are the same")
 
 
 def _log_progress() -> None:
@@ -152,7 +163,8 @@ def _call(a: argparse.Namespace, work, summary) -> int:
 
 def _run(a: argparse.Namespace) -> int:
     return _call(a, lambda: run_measure(a.config, a.cmtsolution, a.stations, a.observed,
-                                        a.synthetics, a.stage, a.output, a.stationxml),
+                                        a.synthetics, a.stage, a.output, a.stationxml,
+                                        a.workers),
                  lambda r, s: f"{r['event']}: {r['kept']} windows kept, {r['rejected']} rejected, "
                  f"{r['stations']} stations with adjoint sources, total misfit "
                  f"{r['misfit']:.6g} ({s:.1f} s)")
@@ -165,8 +177,6 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
             a.required, a.help = False, "not used (accepted so measure's inputs can be reused)"
         if a.dest == "output":
             a.help = "the prepared ASDF file to write (e.g. EVENT.prepared.h5)"
-    p.add_argument("--workers", type=int, default=1,
-                   help="processes preparing stations in parallel (the file is the same)")
 
 
 def _prepare_run(a: argparse.Namespace) -> int:

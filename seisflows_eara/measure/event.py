@@ -12,6 +12,8 @@ Stages (measure_event's docstring): read (io.waveforms) -> select (measure.selec
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -536,12 +538,116 @@ def _window_table(event: EventInfo, p: "PreparedEvent", q: dict[str, np.ndarray]
         columns=COLUMNS)
 
 
+@dataclass
+class _UnitsJob:
+    """A contiguous run of units (from unit index u0) and only what measuring them needs: their
+    synthetics, responses and misorientations, the event's geometry and parameters."""
+    u0: int
+    units: list[_Unit]
+    synthetics: dict[tuple[str, str], Stream]
+    inventories: dict[tuple[str, str], Inventory | None]
+    misorientation: dict[str, float]
+    event: EventInfo
+    geo: _Geometry
+    cfg: Config
+    faults: dict[tuple[str, str], list[str]]
+    observed_processed: bool
+    keep_processed: bool
+    prepared: "PreparedObserved | None"
+
+
+@dataclass
+class _UnitsPart:
+    """What `_measure_units` returns for a job: rows, windows (station index = global unit
+    index), axes, solver grids, notes, flat window segments and SNRs, processed traces."""
+    count: int
+    rows: list[dict]
+    wdata: list[_WindowData]
+    axes: dict[int, TimeAxis]
+    solver: dict[int, tuple[UTCDateTime, float, int]]
+    unit_notes: dict[int, str]
+    obs: list[np.ndarray]
+    syn: list[np.ndarray]
+    snr: list[np.ndarray]
+    keep: dict
+
+
+def _measure_units(job: _UnitsJob) -> _UnitsPart:
+    """Stages 3-5 and the batched filters of a run of units (a process-pool task of
+    measure_event, or all units serially): process, window, measure STATION_BLOCK stations at a
+    time; window indices are global, so the parts of consecutive jobs concatenate."""
+    event, geo, cfg, prepared = job.event, job.geo, job.cfg, job.prepared
+    out = _UnitsPart(len(job.units), [], [], {}, {}, {}, [], [], [], {})
+    keep: dict | None = {} if job.keep_processed else None
+    block: list[_Measured] = []     # first/last: indices into out.wdata
+
+    def flush() -> None:
+        if block and block[-1].last > block[0].first:
+            o, s, q = _measure_block(block, out.wdata, cfg, keep)
+            out.obs.append(o)
+            out.syn.append(s)
+            out.snr.append(q)
+        block.clear()
+
+    reader = prepared.reader() if prepared is not None else contextlib.nullcontext()
+    with reader:
+        for j, unit in enumerate(job.units):
+            u = job.u0 + j
+            st, k = unit.station, unit.k
+            base = dict(geo.columns(k), **unit.labels())
+            syn = job.synthetics[_key(st)]
+            if prepared is not None:
+                observe = partial(_prepared_observed, prepared, unit)
+            else:
+                observe = partial(_observe, unit, job.inventories.get(_key(st)),
+                                  geo.backazimuth[k], cfg, job.observed_processed,
+                                  job.misorientation.get(st.code, 0.0))
+            try:
+                o, s, axis, spans, notes = _process(unit, syn, observe, geo.backazimuth[k], cfg,
+                                                    event)
+            except (ValueError, IndexError) as e:
+                extra = "; ".join(job.faults.get(_key(st), []))
+                out.rows.append(_row(event.name, st, reason=str(e) +
+                                     (f" ({extra})" if extra else ""), **base))
+                continue
+            out.unit_notes[u] = "; ".join(notes)
+
+            def row(**kw) -> dict:
+                return _row(event.name, st, notes=out.unit_notes[u], **base, **kw)
+            out.axes[u] = axis
+            out.solver[u] = (s[0].stats.starttime, s[0].stats.delta, s[0].stats.npts)
+            first = len(out.wdata)
+            out.wdata += _windows(u, unit, axis, spans, geo, cfg, event, out.rows, row)
+            block.append(_Measured(u, o, s, axis, first, len(out.wdata)))
+            if len(block) >= STATION_BLOCK:
+                flush()
+        flush()
+    out.keep = keep or {}
+    return out
+
+
+def worker_count(workers: int) -> int:
+    """`measure_workers` as a number of processes: n > 0 as given, 0 = every core of the
+    allocation (SLURM_CPUS_PER_TASK when set, else the cores this process may run on)."""
+    if workers and workers > 0:
+        return int(workers)
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        return int(slurm)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+
 def measure_event(event: EventInfo, stations: list[Station], observed: dict[str, Stream],
                   synthetics: Stream, cfg: Config, inventory: Inventory | None = None,
                   observed_processed: bool = False, misorientation: dict[str, float] | None = None,
                   iteration: int = 0, step: int = 0, keep_processed: bool = False,
                   file_notes: Sequence[FileNote] = (), prepared: "PreparedObserved | None" = None,
-                  progress: Callable[[int, int], None] | None = None) -> EventMeasurement:
+                  progress: Callable[[int, int], None] | None = None,
+                  workers: int = 1) -> EventMeasurement:
     """Measure one event. `observed` maps "NET.STA" to its raw Stream (any locations and bands:
     the priority lists of parameters.yaml choose; counts with `inventory`) or, with
     `observed_processed=True`, to displacement already in Z/N/E or Z/R/T. `synthetics` holds the
@@ -551,6 +657,9 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     `prepared` (measure.prepared, read with the current parameters) replaces `observed`,
     `inventory` and `file_notes`: the observed side was done once; the table is the same.
     `progress(done, total)` is called as units are processed (log_progress logs it).
+    `workers` > 1 (0: every core, `worker_count`) processes runs of units in that many processes
+    (concurrent.futures, at most 2 x workers runs in flight, each given only its own synthetics
+    and responses); the parts are joined in unit order, so the result is the serial one.
 
     Stages, each rule in one place: read (io.waveforms, `file_notes`) -> select (_select,
     measure.selection) -> QC and process (_process, measure.qc, processing) -> window (_windows)
@@ -574,7 +683,19 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         units = _select(event, stations, observed, syn_by, SelectionRules.from_values(v), geo,
                         faults, rows)
     inv_by = index_inventory(inventory)
-
+    lite = None if prepared is None else dataclasses.replace(prepared, rows=[])
+    n = len(units)
+    workers = worker_count(workers)
+    # runs of units: STATION_BLOCK (serial: progress after each), smaller to feed every worker
+    size = max(1, min(STATION_BLOCK, -(-n // (2 * workers)))) if workers > 1 else STATION_BLOCK
+    jobs = (_UnitsJob(u0, units[u0:u0 + size],
+                      {_key(x.station): syn_by[_key(x.station)] for x in units[u0:u0 + size]},
+                      {_key(x.station): inv_by.get(_key(x.station)) for x in units[u0:u0 + size]
+                       if prepared is None},
+                      {x.station.code: misorientation.get(x.station.code, 0.0)
+                       for x in units[u0:u0 + size]},
+                      event, geo, cfg, faults, observed_processed, keep_processed, lite)
+            for u0 in range(0, n, size))
     wdata: list[_WindowData] = []
     axes: dict[int, TimeAxis] = {}
     solver: dict[int, tuple[UTCDateTime, float, int]] = {}
@@ -583,49 +704,25 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     syn_parts: list[np.ndarray] = []
     snr_parts: list[np.ndarray] = []
     keep: dict | None = {} if keep_processed else None
-    block: list[_Measured] = []
-
-    def flush() -> None:
-        if block and block[-1].last > block[0].first:
-            o, s, q = _measure_block(block, wdata, cfg, keep)
-            obs_parts.append(o)
-            syn_parts.append(s)
-            snr_parts.append(q)
-        block.clear()
-
-    for u, unit in enumerate(units):
-        st, k = unit.station, unit.k
-        base = dict(geo.columns(k), **unit.labels())
-        syn = syn_by[_key(st)]
-        if progress is not None:
-            progress(u, len(units))
-        if prepared is not None:
-            observe = partial(_prepared_observed, prepared, unit)
-        else:
-            observe = partial(_observe, unit, inv_by.get(_key(st)), geo.backazimuth[k], cfg,
-                              observed_processed, misorientation.get(st.code, 0.0))
-        try:
-            o, s, axis, spans, notes = _process(unit, syn, observe, geo.backazimuth[k], cfg,
-                                                event)
-        except (ValueError, IndexError) as e:
-            extra = "; ".join(faults.get(_key(st), []))
-            rows.append(_row(event.name, st, reason=str(e) + (f" ({extra})" if extra else ""),
-                             **base))
-            continue
-        unit_notes[u] = "; ".join(notes)
-
-        def row(**kw) -> dict:
-            return _row(event.name, st, notes=unit_notes[u], **base, **kw)
-        axes[u] = axis
-        solver[u] = (s[0].stats.starttime, s[0].stats.delta, s[0].stats.npts)
-        first = len(wdata)
-        wdata += _windows(u, unit, axis, spans, geo, cfg, event, rows, row)
-        block.append(_Measured(u, o, s, axis, first, len(wdata)))
-        if len(block) >= STATION_BLOCK:
-            flush()
-    flush()
     if progress is not None:
-        progress(len(units), len(units))
+        progress(0, n)
+    done = 0
+    for part in _in_order(_measure_units, jobs, workers):   # in unit order: same as serial
+        rows += part.rows
+        wdata += part.wdata
+        axes.update(part.axes)
+        solver.update(part.solver)
+        unit_notes.update(part.unit_notes)
+        obs_parts += part.obs
+        syn_parts += part.syn
+        snr_parts += part.snr
+        if keep is not None:
+            keep.update(part.keep)
+        done += part.count
+        if progress is not None:
+            progress(done, n)
+    if progress is not None and n == 0:
+        progress(0, 0)
 
     U = np.concatenate(obs_parts) if obs_parts else np.zeros(0)
     obs_parts.clear()
@@ -706,7 +803,8 @@ def prepare_event(event: EventInfo, stations: list[Station], observed: dict[str,
     `measure_event(..., prepared=read_prepared(path, observed_parameters(cfg, ...)))` then gives
     the table and adjoint sources of the raw path. `parameters` (default observed_parameters
     with the event and stations) is what the file records and its digest is of. `workers` > 1
-    prepares the units in that many processes (concurrent.futures; the file is the same)."""
+    prepares the units in that many processes (concurrent.futures; the file is the same; 0:
+    every core, worker_count)."""
     v = cfg.values
     misorientation = misorientation or {}
     geo = _geometry(event, stations, cfg)
@@ -755,7 +853,8 @@ def _prepare_unit(job: tuple) -> ObservedUnit:
 
 def _in_order(fn: Callable, jobs, workers: int):
     """fn(job) for each job, in order; with workers > 1 in a process pool, at most 2 × workers
-    jobs in flight (memory bounded by them, not by the event)."""
+    jobs in flight (memory bounded by them, not by the event); 0: every core (worker_count)."""
+    workers = worker_count(workers)
     if workers <= 1:
         yield from map(fn, jobs)
         return

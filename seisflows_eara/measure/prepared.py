@@ -15,6 +15,7 @@ parameters' (ValueError naming the file and the differing keys): never silently 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from obspy import Stream, UTCDateTime
+from obspy import Stream, Trace, UTCDateTime
 
 from seisflows_eara import __version__
 from seisflows_eara.measure.qc import Span
@@ -95,21 +96,50 @@ class PreparedObserved:
         return digest(self.parameters)
 
     def bands(self, i: int) -> dict[str, Stream]:
-        """band -> band-passed Z, R, T of unit i (from memory or from the file)."""
+        """band -> band-passed Z, R, T of unit i (from memory or from the file; inside `reader()`
+        the file stays open between units)."""
         u = self.units[i]
         if u.bands or u.error or not self.path:
             return u.bands
-        import pyasdf
-        out = {}
-        with pyasdf.ASDFDataSet(self.path, mode="r") as ds:
-            sta = ds.waveforms[f"{u.network}.{u.station}"]
-            for band in BANDS:
-                if _tag(band) not in sta.get_waveform_tags():
-                    continue
-                st = Stream([tr for tr in sta[_tag(band)] if tr.stats.location == u.location
-                             and tr.stats.channel[:-1] == u.band_code])
-                out[band] = Stream(sorted(st, key=lambda tr: "ZRT".index(tr.stats.channel[-1])))
-        return out
+        h5 = getattr(self, "_h5", None)
+        if h5 is None:
+            with self.reader():
+                return self.bands(i)
+        group = h5["Waveforms"][f"{u.network}.{u.station}"]
+        out: dict[str, list] = {}
+        for name in group:          # NET.STA.LOC.CHA__start__end__tag (pyasdf's layout)
+            parts = name.split("__")
+            if len(parts) != 4 or not parts[3].startswith("prepared_"):
+                continue
+            net, sta, loc, cha = parts[0].split(".")
+            if loc != u.location or cha[:-1] != u.band_code:
+                continue
+            d = group[name]
+            tr = Trace(d[()], header=dict(network=net, station=sta, location=loc, channel=cha,
+                                          sampling_rate=float(d.attrs["sampling_rate"])))
+            tr.stats.starttime = UTCDateTime(ns=int(d.attrs["starttime"]))
+            out.setdefault(parts[3][len("prepared_"):], []).append(tr)
+        return {b: Stream(sorted(out[b], key=lambda tr: "ZRT".index(tr.stats.channel[-1])))
+                for b in BANDS if b in out}
+
+    @contextlib.contextmanager
+    def reader(self):
+        """Keep the file open while `bands` reads unit after unit (h5py, read-only)."""
+        if getattr(self, "_h5", None) is not None or not self.path:
+            yield self
+            return
+        import h5py
+        with h5py.File(self.path, "r") as h5:
+            self._h5 = h5
+            try:
+                yield self
+            finally:
+                self._h5 = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_h5", None)
+        return state
 
 
 def _tag(band: str) -> str:

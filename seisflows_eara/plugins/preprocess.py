@@ -217,10 +217,12 @@ class EaraNzcc(EaraParameters, Default):
             return prepare_event(event, stations, dict(by_station), cfg, path,
                                  inventory=obs.inventory, misorientation=mis,
                                  file_notes=obs.notes, parameters=want,
+                                 workers=self.measure_workers,
                                  progress=progress_logger(f"prepare {event_name}"))
         return measure_event(event, stations, {}, syn.stream, cfg, misorientation=mis,
                              iteration=iteration, step=step, file_notes=syn.notes,
                              prepared=cached_prepared(path, want, prepare),
+                             workers=self.measure_workers,
                              progress=progress_logger(f"measure {event_name}"))
 
     def observed_file(self, event: str, stage: int) -> str:
