@@ -2,7 +2,7 @@
 
 Synthetics: `NET.STA.CHA.sem.ascii`, two columns (time in s relative to the centroid time, value),
 read into obspy Traces whose starttime is centroid time + first time. ASDF synthetics go through
-pyasdf. Adjoint sources: `NET.STA.CHA.adj` with the same two columns on the forward time axis
+pyasdf (SPECFEM's own synthetic.h5 layout through io.specfem_asdf). Adjoint sources: `NET.STA.CHA.adj` with the same two columns on the forward time axis
 (SPECFEM3D_GLOBE reverses them itself).
 """
 from __future__ import annotations
@@ -64,9 +64,10 @@ def read_sem_ascii(path: str, reference_time: UTCDateTime) -> Trace:
 
 
 def read_synthetics(path: str, reference_time: UTCDateTime) -> Stream:
-    """Synthetics from a directory of `*.sem.ascii` files (or of waveform files in any obspy
-    format), an ASDF file (any waveform tag) or a waveform file obspy reads. Raises at the first
-    bad file (io.waveforms.read_synthetic_data keeps going instead)."""
+    """Synthetics from a directory of `*.sem.ascii` files (or of SPECFEM's synthetic.h5, or of
+    waveform files in any obspy format), an ASDF file (SPECFEM's layout: io.specfem_asdf; else
+    any waveform tag) or a waveform file obspy reads. Raises at the first bad file or station
+    (io.waveforms.read_synthetic_data keeps going instead)."""
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "*.sem.ascii")))
         if not files:      # a folder of SAC, MiniSEED, ... files (io.waveforms reads them)
@@ -80,6 +81,12 @@ def read_synthetics(path: str, reference_time: UTCDateTime) -> Stream:
             return data.stream
         return Stream([read_sem_ascii(f, reference_time) for f in files])
     if path.endswith((".h5", ".asdf")):
+        from seisflows_eara.io.specfem_asdf import is_specfem_asdf, read_specfem_asdf
+        if is_specfem_asdf(path):          # SPECFEM's own layout (needs output_solver.txt)
+            st, bad = read_specfem_asdf(path, reference_time)
+            if bad:
+                raise ValueError(bad[0][1])
+            return st
         import pyasdf
         st = Stream()
         with pyasdf.ASDFDataSet(path, mode="r") as ds:

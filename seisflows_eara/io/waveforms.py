@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import obspy
 from obspy import Inventory, Stream
 
+from seisflows_eara.io.specfem_asdf import (SYNTHETIC_FILE, SpecfemAsdfError, is_specfem_asdf,
+                                             read_specfem_asdf)
 from seisflows_eara.io.specfem_traces import read_sem_ascii, read_synthetics
 
 #: files that are never waveform data: skipped with a note, not read
@@ -68,7 +70,23 @@ def _read_obspy(path: str) -> Stream:
     return st
 
 
-def _read_asdf(path: str, data: WaveformData) -> None:
+def _read_specfem_asdf(path: str, data: WaveformData, reference_time: obspy.UTCDateTime) -> None:
+    """SPECFEM's synthetic.h5 (io.specfem_asdf): traces as from its *.sem.ascii files, a note per
+    station that cannot be read; a file that cannot be read at all raises."""
+    st, bad = read_specfem_asdf(path, reference_time)
+    for name, reason in bad:
+        net, _, code = name.partition(".")
+        data.notes.append(FileNote(f"{path}:{name}", reason, "rejected", net, code))
+    for tr in st:
+        tr.stats.eara_file = f"{path}:{tr.stats.network}.{tr.stats.station}"
+        tr.stats.eara_displacement = True
+        data.stream.append(tr)
+
+
+def _read_asdf(path: str, data: WaveformData, reference_time: obspy.UTCDateTime) -> None:
+    if is_specfem_asdf(path):
+        _read_specfem_asdf(path, data, reference_time)
+        return
     import pyasdf
     inv = Inventory()
     with pyasdf.ASDFDataSet(path, mode="r") as ds:
@@ -109,7 +127,7 @@ def read_waveforms(path: str, reference_time: obspy.UTCDateTime, what: str = "ob
             continue
         try:
             if name.endswith((".h5", ".asdf")):
-                _read_asdf(f, data)
+                _read_asdf(f, data, reference_time)
                 continue
             if name.endswith(".xml"):
                 try:
@@ -147,6 +165,8 @@ def read_observed(path: str, reference_time: obspy.UTCDateTime) -> tuple[Stream,
     """Observed waveforms from an ASDF file (with its StationXML), a waveform file, a directory
     of waveform files (any format obspy reads) or of SPECFEM `*.sem.ascii` files (time axis relative
     to `reference_time`). A corrupt file raises an error naming it."""
+    if path.endswith((".h5", ".asdf")) and is_specfem_asdf(path):
+        return read_synthetics(path, reference_time), None
     if path.endswith((".h5", ".asdf")):
         import pyasdf
         st, inv = Stream(), Inventory()
@@ -188,7 +208,18 @@ def read_inventory(path: str | None) -> Inventory | None:
 
 def read_synthetic_data(path: str, reference_time: obspy.UTCDateTime) -> WaveformData:
     """Synthetics like `read_waveforms`: a folder's `*.sem.ascii` files when it has any (SPECFEM's
-    OUTPUT_FILES holds other files too), else every file in any obspy format or ASDF."""
+    OUTPUT_FILES holds other files too), else its SPECFEM ASDF file synthetic.h5 (with
+    output_solver.txt beside it, io.specfem_asdf: the same traces), else every file in any obspy
+    format or ASDF. `path` may also be a SPECFEM ASDF file."""
+    asdf = os.path.join(path, SYNTHETIC_FILE) if os.path.isdir(path) else path
+    if not (os.path.isdir(path) and glob.glob(os.path.join(path, "*.sem.ascii"))) \
+            and os.path.isfile(asdf) and is_specfem_asdf(asdf):
+        data = WaveformData(Stream(), None, [], [asdf])
+        try:
+            _read_specfem_asdf(asdf, data, reference_time)
+        except SpecfemAsdfError as e:
+            data.notes.append(FileNote(asdf, str(e)))
+        return data
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "*.sem.ascii")))
         if files:

@@ -1,0 +1,229 @@
+"""SPECFEM3D_GLOBE's ASDF synthetics (OUTPUT_SEISMOS_ASDF) read like its *.sem.ascii files.
+
+The ASDF file is written here in SPECFEM3D_GLOBE 7.0's exact layout from the real ascii synthetics
+of shared/fixtures/specfem3d_globe_tiny (the run's own output_solver.txt beside it), following
+src/specfem3D/write_output_ASDF.f90 (write_asdf l.321-368: file OUTPUT_FILES/synthetic.h5, root
+attributes file_format/file_format_version "0.0.2", /QuakeML, /Provenance, AuxiliaryData/Files
+{constants_h, Parfile}, /Waveforms/NET.STA with StationXML, waveform names
+NET.STA..CHA__<start(1:19)>__<end(1:19)>__synthetic, components in iorientation order N, E, Z
+(write_seismograms.f90 l.414-431); get_time l.514-563: start string with seconds as F5.2, end
+from (n−1)/DT, starttime = the CMTSOLUTION header time in ns) and the asdf-library's
+ASDF_define_waveform (float32 chunked dataset; attributes event_id string, sampling_rate
+float64 = the DT SPECFEM passes, starttime int64).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from obspy import UTCDateTime
+
+from conftest import shared_fixture
+from seisflows_eara import params
+from seisflows_eara.io.specfem_asdf import (SOLVER_LOG, SYNTHETIC_FILE, SpecfemAsdfError,
+                                            is_specfem_asdf, read_specfem_asdf, solver_log_times)
+from seisflows_eara.io.specfem_traces import read_synthetics
+from seisflows_eara.io.stations import read_stations
+from seisflows_eara.io.waveforms import read_synthetic_data
+from seisflows_eara.measure import Config, event_from_file, measure_event
+
+GRC = Path(__file__).parent / "data" / "regional_greece"
+
+
+# ---------------------------------------------------------------- SPECFEM's layout, written here
+def _int8(group, name: str, text: str) -> None:
+    """A string as SPECFEM's asdf-library stores it: 1-D int8, chunked, unlimited."""
+    b = np.frombuffer(text.encode(), dtype=np.int8)
+    group.create_dataset(name, data=b, maxshape=(None,), chunks=(max(b.size, 1),))
+
+
+def _str_attr(obj, name: str, text: str) -> None:
+    """A fixed-length, null-padded string attribute (ASDF_write_string_attribute)."""
+    obj.attrs.create(name, np.bytes_(text.encode()), dtype=h5py.string_dtype("ascii", len(text)))
+
+
+def write_specfem_asdf(path: Path, ascii_dir: Path, header_time: UTCDateTime, event_name: str,
+                       dt: float, parfile: str, stations: list[str] | None = None) -> None:
+    """SPECFEM3D_GLOBE's synthetic.h5 (module doc) from a run's NET.STA.CHA.sem.ascii files."""
+    comps: dict[str, dict[str, np.ndarray]] = {}
+    for f in sorted(glob.glob(str(ascii_dir / "*.sem.ascii"))):
+        net, sta, cha = os.path.basename(f).split(".")[:3]
+        if stations is None or f"{net}.{sta}" in stations:
+            # the ascii text prints SPECFEM's float32 samples with 9 digits: exact in float32
+            comps.setdefault(f"{net}.{sta}", {})[cha] = np.loadtxt(f)[:, 1].astype(np.float32)
+    sec = header_time.second + header_time.microsecond / 1e6
+    start19 = (header_time.strftime("%Y-%m-%dT%H:%M:") + f"{sec:5.2f}")[:19]     # F5.2, (1:19)
+    start_s = header_time.timestamp
+    with h5py.File(path, "w", libver="latest") as h:
+        _str_attr(h, "file_format", "ASDF")
+        _str_attr(h, "file_format_version", "0.0.2")
+        _int8(h, "QuakeML", '<q:quakeml xmlns="http://quakeml.org/xmlns/bed/1.2" '
+              'xmlns:q="http://quakeml.org/xmlns/quakeml/1.2"><eventParameters '
+              'publicID="smi:local/x"><event publicID="smi:local/e"><type>earthquake</type>'
+              '</event></eventParameters></q:quakeml>')
+        _int8(h.create_group("Provenance"), "373da5fe_d424_4f44_9bca_4334d77ed10b",
+              '<prov:document xmlns:prov="http://www.w3.org/ns/prov#"/>')
+        files = h.create_group("AuxiliaryData").create_group("Files")
+        _int8(files, "constants_h", "! setup/constants.h of the build\n")
+        _int8(files, "Parfile", parfile)
+        wave = h.create_group("Waveforms")
+        for name, by_cha in comps.items():
+            g = wave.create_group(name)
+            net, sta = name.split(".")
+            _int8(g, "StationXML", '<FDSNStationXML schemaVersion="1.0" xmlns="http://www.fdsn.'
+                  f'org/xml/station/1"><Source>SPECFEM3D_GLOBE</Source><Network code="{net[:2]}">'
+                  f'<Station code="{sta[:3]}"/></Network></FDSNStationXML>')   # codes cut (1:2), (1:3)
+            n = len(next(iter(by_cha.values())))
+            end19 = UTCDateTime(int(start_s + (n - 1) / dt)).strftime("%Y-%m-%dT%H:%M:%S")
+            for cha in sorted(by_cha, key=lambda c: "NEZRT".index(c[-1])):
+                d = g.create_dataset(f"{name}..{cha}__{start19}__{end19}__synthetic",
+                                     data=by_cha[cha], dtype="<f4", maxshape=(None,), chunks=(n,))
+                _str_attr(d, "event_id", event_name)
+                d.attrs.create("sampling_rate", dt, dtype="<f8")          # DT, as SPECFEM passes
+                d.attrs.create("starttime", int(start_s * 1e9), dtype="<i8")
+
+
+def _ordered(st) -> list:
+    return sorted(st, key=lambda tr: tr.id)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """(ascii dir, folder with synthetic.h5 + output_solver.txt, event) of the tiny real run."""
+    tiny = shared_fixture("specfem3d_globe_tiny")
+    out = tmp_path_factory.mktemp("asdf")
+    shutil.copy(tiny / "OUTPUT_FILES" / SOLVER_LOG, out / SOLVER_LOG)
+    dt, _ = solver_log_times(str(out / SOLVER_LOG))
+    ev = event_from_file(str(tiny / "DATA" / "CMTSOLUTION"))
+    header = UTCDateTime(2008, 1, 6, 5, 14, 23.70)          # CMTSOLUTION's PDE line
+    par = (tiny / "DATA" / "Par_file.forward").read_text().replace(
+        "OUTPUT_SEISMOS_ASDF             = .false.", "OUTPUT_SEISMOS_ASDF             = .true.")
+    write_specfem_asdf(out / SYNTHETIC_FILE, tiny / "OUTPUT_FILES", header, ev.name, dt, par)
+    return tiny / "OUTPUT_FILES", out, ev
+
+
+def test_layout_is_specfems(run):
+    _, out, _ = run
+    with h5py.File(out / SYNTHETIC_FILE, "r") as h:
+        names = list(h["Waveforms/IU.GRFO"])
+        assert "IU.GRFO..MXZ__2008-01-06T05:14:23__2008-01-06T06:26:37__synthetic" in names
+        assert h["Waveforms/IU.GRFO"][names[0]].dtype == np.float32
+    assert is_specfem_asdf(str(out / SYNTHETIC_FILE))
+    assert not is_specfem_asdf(str(out / SOLVER_LOG))
+
+
+def test_ascii_and_asdf_give_the_same_stream(run):
+    ascii_dir, out, ev = run
+    a = read_synthetic_data(str(ascii_dir), ev.time).stream
+    b = read_synthetic_data(str(out), ev.time)
+    assert not b.notes
+    b = b.stream
+    assert [tr.id for tr in _ordered(a)] == [tr.id for tr in _ordered(b)]
+    assert len(b) == 18 and {tr.stats.channel for tr in b} == {"MXN", "MXE", "MXZ"}
+    for x, y in zip(_ordered(a), _ordered(b)):
+        assert x.stats.starttime == y.stats.starttime == ev.time - 4.5     # -t0 after the centroid
+        assert x.stats.npts == y.stats.npts == 1100
+        # ascii: step from the float32 time column; ASDF: DT itself
+        assert abs(x.stats.delta - y.stats.delta) < 1e-6 * y.stats.delta
+        assert abs(x.stats.endtime - y.stats.endtime) < 1e-4
+        assert y.data.dtype == x.data.dtype == np.float64
+        np.testing.assert_array_equal(x.data.astype(np.float32), y.data)   # same float32 samples
+        np.testing.assert_allclose(x.data, y.data, rtol=1e-7, atol=0)
+    # the other readers (line searches, plots) give the same traces from the folder or the file
+    for c in (read_synthetics(str(out), ev.time), read_synthetics(str(out / SYNTHETIC_FILE), ev.time)):
+        assert [(t.id, t.stats.starttime, t.stats.delta) for t in _ordered(c)] == \
+            [(t.id, t.stats.starttime, t.stats.delta) for t in _ordered(b)]
+        for x, y in zip(_ordered(c), _ordered(b)):
+            np.testing.assert_array_equal(x.data, y.data)
+
+
+def test_measurements_and_adjoint_sources_agree(run):
+    ascii_dir, out, ev = run
+    sta = read_stations(GRC / "STATIONS")
+    obs = read_synthetics(str(GRC / "REF_SEIS"), ev.time)
+    by = {s.code: obs.select(network=s.network, station=s.station) for s in sta}
+    cfg = Config(params.defaults(), 1)
+    ma = measure_event(ev, sta, by, read_synthetic_data(str(ascii_dir), ev.time).stream, cfg,
+                       observed_processed=True)
+    mb = measure_event(ev, sta, by, read_synthetic_data(str(out), ev.time).stream, cfg,
+                       observed_processed=True)
+    ta, tb = (m.table.drop(columns=["files"]) for m in (ma, mb))
+    assert (ta["status"] == "ok").sum() > 0
+    assert list(ta["status"]) == list(tb["status"]) and list(ta["reason"]) == list(tb["reason"])
+    # time lags in s: the ascii step (from the float32 time column) is off DT by ~1e-7 of it,
+    # ~1e-5 s over the record; every other number agrees to 1e-5 relative
+    num = [c for c in ta.select_dtypes("number").columns if c != "dt"]
+    np.testing.assert_allclose(ta[num].to_numpy(float), tb[num].to_numpy(float), rtol=1e-5,
+                               atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(ta["dt"].to_numpy(float), tb["dt"].to_numpy(float), rtol=0,
+                               atol=2e-5, equal_nan=True)
+    assert abs(ma.misfit - mb.misfit) <= 1e-5 * abs(ma.misfit)
+    assert sorted(ma.adjoint) == sorted(mb.adjoint) and ma.adjoint
+    for k in ma.adjoint:
+        np.testing.assert_allclose(ma.adjoint_times[k], mb.adjoint_times[k], rtol=0, atol=1e-4)
+        scale = np.max(np.abs(ma.adjoint[k]))
+        np.testing.assert_allclose(ma.adjoint[k], mb.adjoint[k], rtol=0, atol=1e-5 * scale)
+
+
+def test_damaged_station_and_file_are_named(run, tmp_path):
+    ascii_dir, out, ev = run
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(out / SOLVER_LOG, bad / SOLVER_LOG)
+    shutil.copy(out / SYNTHETIC_FILE, bad / SYNTHETIC_FILE)
+    with h5py.File(bad / SYNTHETIC_FILE, "a") as h:       # one component of HT.LIT lost
+        g = h["Waveforms/HT.LIT"]
+        del g[[k for k in g if "MXE" in k][0]]
+    data = read_synthetic_data(str(bad), ev.time)
+    assert len(data.stream) == 15
+    (note,) = data.notes
+    assert note.station == "LIT" and note.network == "HT"
+    assert str(bad / SYNTHETIC_FILE) in note.reason and "HT.LIT" in note.reason
+    with pytest.raises(ValueError, match="HT.LIT"):
+        read_synthetics(str(bad / SYNTHETIC_FILE), ev.time)
+    # a truncated file: a note naming it, and an error naming it from the strict reader
+    raw = (out / SYNTHETIC_FILE).read_bytes()
+    (bad / SYNTHETIC_FILE).write_bytes(raw[: len(raw) // 3])
+    data = read_synthetic_data(str(bad / SYNTHETIC_FILE), ev.time)
+    assert not len(data.stream)
+    assert data.notes and all(str(bad / SYNTHETIC_FILE) in n.reason for n in data.notes)
+    # without SPECFEM's log the start time is unknown: an error naming the missing log
+    nolog = tmp_path / "nolog"
+    nolog.mkdir()
+    shutil.copy(out / SYNTHETIC_FILE, nolog / SYNTHETIC_FILE)
+    with pytest.raises(SpecfemAsdfError, match=str(nolog / SOLVER_LOG)):
+        read_specfem_asdf(str(nolog / SYNTHETIC_FILE), ev.time)
+    data = read_synthetic_data(str(nolog), ev.time)
+    assert not len(data.stream) and str(nolog / SOLVER_LOG) in data.notes[0].reason
+    # a sampling_rate attribute that is not the log's DT (e.g. a writer storing 1/DT)
+    shutil.copy(out / SOLVER_LOG, nolog / SOLVER_LOG)
+    with h5py.File(nolog / SYNTHETIC_FILE, "a") as h:
+        for k in h["Waveforms/GE.ZKR"]:
+            if k != "StationXML":
+                h["Waveforms/GE.ZKR"][k].attrs["sampling_rate"] = 1 / 0.253585309
+    st, bad_st = read_specfem_asdf(str(nolog / SYNTHETIC_FILE), ev.time)
+    assert len(st) == 15 and bad_st[0][0] == "GE.ZKR" and "sampling_rate" in bad_st[0][1]
+
+
+def test_size_per_station_ascii_vs_asdf(run, tmp_path):
+    """Bytes per station per forward: the 3 ascii files vs the ASDF file's growth per station."""
+    ascii_dir, out, ev = run
+    tiny = shared_fixture("specfem3d_globe_tiny")
+    par = (tiny / "DATA" / "Par_file.forward").read_text()
+    one = tmp_path / "one.h5"
+    write_specfem_asdf(one, ascii_dir, UTCDateTime(2008, 1, 6, 5, 14, 23.7), ev.name, 0.253585309,
+                       par, stations=["GE.ZKR"])
+    six = os.path.getsize(out / SYNTHETIC_FILE)
+    per_asdf = (six - os.path.getsize(one)) / 5
+    per_ascii = sum(os.path.getsize(f) for f in glob.glob(str(ascii_dir / "*.sem.ascii"))) / 6
+    print(f"\nbytes per station per forward (1100 samples x 3): ascii {per_ascii:.0f}, "
+          f"ASDF {per_asdf:.0f} (+ {os.path.getsize(one) - per_asdf:.0f} per file, "
+          f"+ {os.path.getsize(out / SOLVER_LOG)} output_solver.txt), "
+          f"ratio {per_ascii / per_asdf:.1f}")
+    assert per_asdf < per_ascii / 5
+    assert 3 * 1100 * 4 <= per_asdf < 3 * 1100 * 4 * 1.5        # float32 samples + HDF5 headers
