@@ -215,6 +215,18 @@ PARAMETERS: tuple[Param, ...] = (
     Param("psf_pattern", "checkerboard", "name",
           "Signs of the PSF perturbations: checkerboard (alternating in latitude, longitude and "
           "depth, paper Fig. 9a) or positive", "workflow", _choice("checkerboard", "positive")),
+    # ---- workflow: what a finished iteration removes (issue 18 item 4; README "What a run does") ----
+    Param("keep_trial_synthetics", False, "flag",
+          "Keep the synthetics of the trial forwards (perturbed source, m + eps d) after their line "
+          "search is done; off: removed then (the measured forwards' synthetics are always kept)",
+          "workflow", _bool),
+    Param("keep_wavefields", False, "flag",
+          "Keep the saved forward wavefields (SPECFEM SAVE_FORWARD: proc*_save_forward_arrays.bin, "
+          "absorbing-boundary buffers) after the kernel step is done; off: removed then",
+          "workflow", _bool),
+    Param("keep_event_kernels", False, "flag",
+          "Keep the event kernels after the structure direction is written; off: removed then "
+          "(the direction's per-slice gradient is kept)", "workflow", _bool),
     Param("events_per_job", 4, "count",
           "Events bundled in one scheduler job (SPECFEM NUMBER_OF_SIMULTANEOUS_RUNS or job steps)",
           "solver", _num(1, None, integer=True)),

@@ -192,6 +192,25 @@ class EaraGlobe(EaraParameters, SolverCompat, Specfem3DGlobe):
         os.makedirs(os.path.dirname(os.path.abspath(save_frechet)), exist_ok=True)
         shutil.move(out, save_frechet)
 
+    def saved_wavefield_files(self) -> list[str]:
+        """What a SAVE_FORWARD run left in this event's directory for its kernel run (SPECFEM3D_GLOBE
+        names): LOCAL_TMP_PATH/proc*_save_forward_arrays.bin (last frame, save_forward_arrays.f90),
+        proc*_save_frame_at*.bin (UNDO_ATTENUATION snapshots), save_forward_arrays.bp and
+        save_frame_at*.bp (ADIOS), LOCAL_PATH/proc*_reg?_absorb_*.bin (Stacey boundary buffers,
+        prepare_timerun.f90). The workflow removes them once the kernel step is recorded done."""
+        local = os.path.join(self.cwd, self.model_databases)
+        try:
+            tmp = os.path.join(self.cwd, self.par_value("LOCAL_TMP_PATH").strip() or
+                               self.model_databases)
+        except (KeyError, ValueError, OSError):
+            tmp = local
+        found = set()
+        for folder in {local, tmp}:
+            for pattern in ("proc*_save_forward_arrays.bin", "proc*_save_frame_at*.bin",
+                            "save_forward_arrays.bp", "save_frame_at*.bp", "proc*_reg?_absorb_*.bin"):
+                found.update(glob.glob(os.path.join(folder, pattern)))
+        return sorted(found)
+
     # ------------------------------------------------------------------ helpers
     def _run_and_collect(self, binary: str, log: str, pattern: str, save: str | bool,
                          export: str | bool) -> None:

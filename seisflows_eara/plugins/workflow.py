@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import traceback
 
@@ -207,17 +208,69 @@ class EaraInversion(EaraParameters, WorkflowCompat, Inversion):
         if any(s.kind == "source" for s in steps):
             self._check_observed_times()
         logger.info(f"EARA schedule: {len(steps)} steps, {len(state.completed)} done")
-        for step in steps:
-            if state.is_done(step):
+        for i, step in enumerate(steps):
+            if state.is_done(step):       # a cleanup a kill interrupted is finished first
+                self._clean_after(step, later_done=any(state.is_done(s) for s in steps[i + 1:]))
+                state = self.state
                 continue
             logger.info(f"step {step.key}")
             getattr(self, f"_step_{step.task}")(step)
             state = self.state            # handlers may have updated the records
             state.mark_done(step)
+            self._clean_after(step)
+            state = self.state
             if self.stop_after and self.stop_after in (step.key, step.task):
                 logger.info(f"stop_after {self.stop_after}: stopping after {step.key}")
                 return
         logger.info("EARA schedule finished")
+
+    # ------------------------------------------------------------------ cleanup
+    def _clean_after(self, step: Step, later_done: bool = False) -> None:
+        """Remove what `step`, recorded done, was the last to need, once (state records
+        `cleaned`), unless kept by keep_trial_synthetics / keep_wavefields / keep_event_kernels:
+
+          source_update done   synthetics of the perturbed-source forward (scratch/traces/<step>)
+          model_update done    synthetics of the trial forward at m + εd (the line search read
+                               its terms; a retry re-runs it inside model_update)
+          kernel done          the saved forward wavefields in every event's directory
+                               (solver.saved_wavefield_files)
+          direction done       the event kernels (the retries start from the per-slice gradient)
+
+        Only after the step is in the state file: a kill before re-runs the step with its files, a
+        kill during the cleanup finishes it on resume. What resume, the measured forwards'
+        synthetics and tables, the models, directions and the plot commands read is kept. Saved
+        wavefields live in the event's directory, which the next forward writes again: a resumed
+        run removes them only if no later step is done (a run begun before cleanups existed)."""
+        v = self.eara
+        what = {"source_update": not v["keep_trial_synthetics"],
+                "model_update": not v["keep_trial_synthetics"],
+                "kernel": not v["keep_wavefields"] and not later_done,
+                "direction": not v["keep_event_kernels"]}
+        state = self.state
+        cleaned = state.records.get("cleaned", [])
+        if step.task not in what or step.key in cleaned:
+            return
+        removed = 0
+        if what[step.task]:
+            if step.task in ("source_update", "model_update"):
+                trial = step.sibling("perturbed_forward" if step.task == "source_update"
+                                     else "trial_forward")
+                removed = _remove_tree(os.path.join(self.path.workdir, "scratch", "traces",
+                                                    trial.key))
+            elif step.task == "kernel":
+                for event in self.solver.source_names:
+                    with self.solver.for_event(event):
+                        files = self.solver.saved_wavefield_files()
+                    for f in files:
+                        removed += os.path.getsize(f)
+                        os.remove(f)
+            else:
+                removed = _remove_tree(self.kernels_path(step.sibling("kernel")))
+        if removed:
+            logger.info(f"{step.key}: removed {removed / 1e6:.4g} MB no longer needed")
+        state = self.state
+        state.records.setdefault("cleaned", []).append(step.key)
+        state.save()
 
     # ------------------------------------------------------------------ steps
     def _current_model(self) -> str:
@@ -524,6 +577,15 @@ def _trial_key(info: dict) -> str:
     """Which trial of a structure iteration a direction record describes (retries change it)."""
     return json.dumps([info["direction"], info["trial_model"], float(info["trial_step"]),
                        int(info.get("retries", 0))])
+
+
+def _remove_tree(path: str) -> int:
+    """Remove a folder (if there); the bytes its files held."""
+    if not os.path.isdir(path):
+        return 0
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+    shutil.rmtree(path)
+    return size
 
 
 def _tag(step: Step) -> str:

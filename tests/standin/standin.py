@@ -210,14 +210,25 @@ def read_adjoint(net: str, sta: str, nt: int) -> np.ndarray:
     return a
 
 
+#: what SPECFEM's SAVE_FORWARD run leaves for the kernel run (save_forward_arrays.f90: the last
+#: frame in LOCAL_TMP_PATH; prepare_timerun.f90: Stacey boundary buffers in LOCAL_PATH)
+SAVED_WAVEFIELD = ("proc000000_save_forward_arrays.bin", "proc000000_reg1_absorb_xmin.bin")
+
+
 def forward() -> None:
     toy = Toy()
     syn, _ = toy.seismograms()
     write_traces(syn, toy.t)
+    if par("SAVE_FORWARD").lower() == ".true.":
+        for name in SAVED_WAVEFIELD:
+            (local_path() / name).write_bytes(np.asarray(toy.t).tobytes())
 
 
 def kernels() -> None:
     """δχ/δln v_p = Σ_st Σ_ph (∫ adj·∂u/∂τ dt)(∂τ/∂ln v_p), ∂τ/∂ln v_p = −T_ref w_p."""
+    for name in SAVED_WAVEFIELD:        # SPECFEM: exit_MPI 'Error open file save_forward_arrays'
+        if not (local_path() / name).exists():
+            raise SystemExit(f"Error: opening {local_path() / name} (no saved forward wavefield)")
     toy = Toy()
     _, parts = toy.seismograms()
     n = toy.xyz.shape[0]
