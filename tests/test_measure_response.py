@@ -92,3 +92,25 @@ def test_missing_response_names_the_trace():
     st, _ = _records("kbl")
     with pytest.raises(ValueError, match="IU.KBL..BH"):
         R.remove_response_traces(list(st), obspy.Inventory(), "DISP", PRE, 60.0)
+
+
+def test_decimated_removal_is_every_qth_sample_of_obspys():
+    """target_rate=10 on the 40-sps KBL record: the pre-filter zeroes every bin above 0.2 Hz, so
+    the inverse FFT of the low bins on nfft/4 points is obspy's result at every 4th sample (to
+    rounding); without a pre-filter nothing is band-limited: no decimation."""
+    st, inv = _records("kbl")
+    ref = st.copy()
+    for tr in ref:
+        tr.data = tr.data.astype(np.float64)
+    ref.remove_response(inventory=inv, output="DISP", pre_filt=PRE, water_level=60.0)
+    ours = st.copy()
+    R.remove_response_traces(list(ours), inv, "DISP", PRE, 60.0, target_rate=10.0)
+    for a, b in zip(ref, ours):
+        assert b.stats.sampling_rate == 10.0 and b.stats.starttime == a.stats.starttime
+        assert b.stats.npts == -(-a.stats.npts // 4)
+        assert np.abs(b.data - a.data[::4]).max() <= 1e-9 * np.abs(a.data).max(), a.id
+    assert R.decimation_factor(40.0, 10.0) == 4 and R.decimation_factor(25.0, 10.0) == 2
+    assert R.decimation_factor(10.0, 10.0) == 1 and R.decimation_factor(40.0, None) == 1
+    plain = st.select(component="Z").copy()
+    R.remove_response_traces(list(plain), inv, "DISP", None, 60.0, target_rate=10.0)
+    assert plain[0].stats.sampling_rate == 40.0

@@ -58,6 +58,9 @@ P_PHASES = ("P", "p", "Pdiff", "PKP", "PKIKP")
 UPGOING = {"P": "p", "S": "s"}
 #: stations processed together (filters batched over them): bounds the memory of processed traces
 STATION_BLOCK = 128
+#: samples kept beyond each end of the windowable span (the interpolation onto the axis reads
+#: two neighbours of each sample: the same numbers as on the whole record)
+TRIM_MARGIN = 4
 
 
 @dataclass(frozen=True)
@@ -171,10 +174,10 @@ def _key(st: Station) -> tuple[str, str]:
 
 @dataclass
 class _Measured:
-    """A station that passed processing: its Z/R/T streams (observed: one Stream to band-pass, or
-    the prepared band -> band-passed Stream), axis and window index range."""
+    """A station that passed processing: its Z/R/T streams (observed: band -> band-passed Stream,
+    `_observe_bands`, from the raw records or a prepared file), axis and window index range."""
     station: int
-    observed: Stream | dict[str, Stream]
+    observed: dict[str, Stream]
     synthetic: Stream
     axis: TimeAxis
     first: int
@@ -183,7 +186,8 @@ class _Measured:
 
 def _measure_block(block: list[_Measured], wdata: list[_WindowData], cfg: Config,
                    keep: dict | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Band-pass and resample a block of stations (many traces per call), cut their windows.
+    """Band-pass the synthetics and resample both sides of a block of stations (many traces per
+    call; the observed are band-passed already), cut their windows.
     Returns flat observed and synthetic window segments and the SNR of each window, in window
     order; with `keep`, stores the processed traces per (station index, band)."""
     first, last = block[0].first, block[-1].last
@@ -197,15 +201,8 @@ def _measure_block(block: list[_Measured], wdata: list[_WindowData], cfg: Config
             continue
         band, corners = cfg.band(band_name), cfg["filter_corners"]
         axes = [b.axis for b in members]
-        obs_f: list = [None] * len(members)
-        for prepared in (False, True):
-            idx = [i for i, b in enumerate(members) if isinstance(b.observed, dict) == prepared]
-            if idx:
-                ys = filter_and_resample_many(
-                    [members[i].observed[band_name] if prepared else members[i].observed
-                     for i in idx], None if prepared else band, [axes[i] for i in idx], corners)
-                for i, y in zip(idx, ys):
-                    obs_f[i] = y
+        obs_f = filter_and_resample_many([b.observed[band_name] for b in members], None, axes,
+                                         corners)
         syn_f = filter_and_resample_many([b.synthetic for b in members], band, axes, corners)
         for b, o, s in zip(members, obs_f, syn_f):
             for i in range(b.first, b.last):
@@ -376,9 +373,70 @@ def _observe(u: _Unit, inv: Inventory | None, baz: float, cfg: Config,
         nyq = 0.5 * min(tr.stats.sampling_rate for tr in obs)
         prefilter = response_prefilter([cfg.band("body"), cfg.band("surface")], nyq)
         o = prepare_observed(obs, inv, baz, prefilter, v["taper_fraction"],
-                             v["response_water_level"], misorientation_deg)
+                             v["response_water_level"], misorientation_deg,
+                             target_rate=v["sampling_rate"])
     _check_finite(o, "observed", code)
     return o, spans, notes
+
+
+def _observe_bands(u: _Unit, inv: Inventory | None, baz: float, cfg: Config,
+                   declared_displacement: bool, misorientation_deg: float,
+                   span: tuple[UTCDateTime, UTCDateTime] | None
+                   ) -> tuple[dict[str, Stream], list, list[str]]:
+    """The observed side of one unit as both paths use it (prepare_event stores exactly this;
+    measure_event from raw records computes it in memory): `_observe`, the band-pass of each band
+    of the stage over the whole record, then each band cut to `span` (`_windowable_span`) plus
+    TRIM_MARGIN samples, in float32. Returns (band -> Z/R/T Stream, masked spans, notes)."""
+    o, spans, notes = _observe(u, inv, baz, cfg, declared_displacement, misorientation_deg)
+    bands = {b: _trim(bandpass_stream(o, cfg.band(b), cfg["filter_corners"]), span)
+             for b in BANDS}
+    for st in bands.values():
+        for tr in st:       # kept in float32: 7 significant digits per sample, half the bytes
+            tr.data = tr.data.astype(np.float32)
+    return bands, spans, notes
+
+
+def _trim(st: Stream, span: tuple[UTCDateTime, UTCDateTime] | None) -> Stream:
+    """The samples of each trace within `span` and TRIM_MARGIN beyond each end (new traces; the
+    same sample times: start moved by whole samples)."""
+    if span is None:
+        return st
+    out = Stream()
+    for tr in st:
+        d = tr.stats.delta
+        i0 = max(0, int(np.floor((span[0] - tr.stats.starttime) / d)) - TRIM_MARGIN)
+        i1 = min(tr.stats.npts, int(np.ceil((span[1] - tr.stats.starttime) / d)) + TRIM_MARGIN + 1)
+        i1 = max(i1, min(i0 + 1, tr.stats.npts))
+        new = Trace(np.ascontiguousarray(tr.data[i0:i1]), header=dict(
+            network=tr.stats.network, station=tr.stats.station, location=tr.stats.location,
+            channel=tr.stats.channel, sampling_rate=tr.stats.sampling_rate))
+        new.stats.starttime = tr.stats.starttime + i0 * d
+        out.append(new)
+    return out
+
+
+def _windowable_span(k: int, geo: "_Geometry", cfg: Config, event: EventInfo
+                     ) -> tuple[UTCDateTime, UTCDateTime] | None:
+    """The times any window or noise window of station k can cover (SPEC §3, unclipped): from
+    the event time (or the earliest window, if earlier) to the latest window end or the end of
+    the noise window. None when no window is predicted. Both paths measure on this part of the
+    common axis only, so observed data beyond it are never used (prepare_event does not keep
+    them)."""
+    v = cfg.values
+    body_phases = {c: list(v[f"phases_{c}"]) for c in BODY_CATEGORIES if c in v["categories"]}
+    everything = (-1e12, 1e12)
+    wins, _ = body_windows({p: a[k] for p, a in geo.arrivals.items()}, body_phases,
+                           v["body_window_before"], v["body_window_after"], everything, 0.0)
+    sw, _ = surface_windows(float(geo.dist[k]), event.depth_km, list(v["categories"]),
+                            v["surface_velocity_range"], v["surface_window_pad"],
+                            v["surface_max_depth"], everything, 0.0)
+    ends = [w.end for w in wins + sw]
+    if np.isfinite(geo.first_p[k]):
+        ends.append(float(geo.first_p[k]) - v["noise_end_before_p"])
+    if not ends:
+        return None
+    start = min([0.0] + [w.start for w in wins + sw])
+    return event.time + start, event.time + max(ends)
 
 
 def _check_finite(stream: Stream, name: str, code: str) -> None:
@@ -391,18 +449,20 @@ def _check_finite(stream: Stream, name: str, code: str) -> None:
 
 
 def _process(u: _Unit, syn: Stream, observe: Callable[[], tuple], baz: float, cfg: Config,
-             event: EventInfo) -> tuple[Any, Stream, TimeAxis, list, list[str]]:
+             event: EventInfo, span: tuple[UTCDateTime, UTCDateTime] | None
+             ) -> tuple[Any, Stream, TimeAxis, list, list[str]]:
     """Stages 3-4 (QC, process) of one unit: synthetic time axes checked, the observed side
-    (`observe()`: _observe's result, or the prepared bands), synthetics to Z, R, T (SPEC §2),
-    NaN/flat checks, common axis. ValueError = a rejected row."""
+    (`observe()`: the bands of _observe_bands, computed or from the prepared file), synthetics
+    to Z, R, T (SPEC §2), NaN/flat checks, common axis within the windowable `span`.
+    ValueError = a rejected row."""
     why = synthetic_axis_problem(syn, event.time)
     if why:
         raise ValueError(f"{u.station.code}: {why}")
     o, spans, notes = observe()
     s = prepare_synthetic(syn, baz, cfg["taper_fraction"])
     _check_finite(s, "synthetic", u.station.code)
-    ref = o if isinstance(o, Stream) else next(iter(o.values()))
-    return o, s, common_axis(ref, s, cfg["sampling_rate"], event.time), spans, notes
+    ref = next(iter(o.values()))
+    return o, s, common_axis(ref, s, cfg["sampling_rate"], event.time, span), spans, notes
 
 
 def _displacement_zrt(st: Stream, inv: Inventory | None, baz: float, misorientation_deg: float,
@@ -596,15 +656,16 @@ def _measure_units(job: _UnitsJob) -> _UnitsPart:
             st, k = unit.station, unit.k
             base = dict(geo.columns(k), **unit.labels())
             syn = job.synthetics[_key(st)]
+            span = _windowable_span(k, geo, cfg, event)
             if prepared is not None:
                 observe = partial(_prepared_observed, prepared, unit)
             else:
-                observe = partial(_observe, unit, job.inventories.get(_key(st)),
+                observe = partial(_observe_bands, unit, job.inventories.get(_key(st)),
                                   geo.backazimuth[k], cfg, job.observed_processed,
-                                  job.misorientation.get(st.code, 0.0))
+                                  job.misorientation.get(st.code, 0.0), span)
             try:
                 o, s, axis, spans, notes = _process(unit, syn, observe, geo.backazimuth[k], cfg,
-                                                    event)
+                                                    event, span)
             except (ValueError, IndexError) as e:
                 extra = "; ".join(job.faults.get(_key(st), []))
                 out.rows.append(_row(event.name, st, reason=str(e) +
@@ -817,7 +878,8 @@ def prepare_event(event: EventInfo, stations: list[Station], observed: dict[str,
     inv_by = index_inventory(inventory)
     writer = PreparedWriter(path)
     jobs = ((unit, inv_by.get(_key(unit.station)), geo.backazimuth[unit.k], cfg,
-             observed_processed, misorientation.get(unit.station.code, 0.0)) for unit in units)
+             observed_processed, misorientation.get(unit.station.code, 0.0),
+             _windowable_span(unit.k, geo, cfg, event)) for unit in units)
     try:
         for i, pu in enumerate(_in_order(_prepare_unit, jobs, workers)):
             if progress is not None:
@@ -837,15 +899,14 @@ def prepare_event(event: EventInfo, stations: list[Station], observed: dict[str,
 
 
 def _prepare_unit(job: tuple) -> ObservedUnit:
-    """One unit of prepare_event: _observe, then the band-pass of each band (a process-pool task)."""
-    unit, inv, baz, cfg, observed_processed, misorientation_deg = job
+    """One unit of prepare_event: _observe_bands (a process-pool task)."""
+    unit, inv, baz, cfg, observed_processed, misorientation_deg, span = job
     st = unit.station
     pu = ObservedUnit(unit.k, st.network, st.station, unit.location, unit.channel,
                       unit.channels.band, unit.files, unit.ids)
     try:
-        o, pu.spans, pu.notes = _observe(unit, inv, baz, cfg, observed_processed,
-                                         misorientation_deg)
-        pu.bands = {b: bandpass_stream(o, cfg.band(b), cfg["filter_corners"]) for b in BANDS}
+        pu.bands, pu.spans, pu.notes = _observe_bands(unit, inv, baz, cfg, observed_processed,
+                                                      misorientation_deg, span)
     except (ValueError, IndexError) as e:
         pu.error = str(e)
     return pu

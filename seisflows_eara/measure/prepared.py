@@ -1,13 +1,15 @@
 """Prepared observed data (issue 18 item 1): the observed half of the chain done once per event
 and stage, stored in one ASDF file (pyasdf) with its provenance, reused by every forward.
 
-Preparation = read -> select -> QC (gaps, units) -> response removal -> Z, N, E -> misorientation
--> Z, R, T -> band-pass per band of the stage (SPEC §2). The back azimuth is fixed by the event and
-STATIONS, so the records are kept in Z, R, T (the forward then only interpolates them onto the
-synthetics' axis; bit-identical to the raw path, which band-passes the same rows the same way).
+Preparation = read -> select -> QC (gaps, units) -> response removal (decimated towards
+sampling_rate where its pre-filter makes that exact) -> Z, N, E -> misorientation -> Z, R, T ->
+band-pass per band of the stage -> cut to the span any window or noise window of the station can
+cover (SPEC §2-3; measure.event._observe_bands). The back azimuth is fixed by the event and
+STATIONS, so the records are kept in Z, R, T; the forward then only interpolates them onto the
+synthetics' axis. The raw path computes the same bands in memory: one chain, bit-identical.
 
-File layout: waveforms tagged `prepared_body` / `prepared_surface` (band-passed displacement, m,
-at the record's own rate), auxiliary data `PreparedObserved/<event>`: JSON of the table rows the
+File layout: waveforms tagged `prepared_body` / `prepared_surface` (those bands, displacement in
+m), auxiliary data `PreparedObserved/<event>`: JSON of the table rows the
 read and select stages made, one entry per chosen channel set (station, channels, files, gap and
 overlap spans, notes, or the reason it was rejected), the processing parameters, their digest
 and the program version. `read_prepared` refuses a file whose digest differs from the current
@@ -33,7 +35,16 @@ from seisflows_eara.measure.qc import Span
 #: parameters.yaml keys the observed half of the chain reads (with the stage's two bands)
 OBSERVED_KEYS = ("channel_priorities", "location_priorities", "measure_all_locations",
                  "gap_interpolation_max", "observed_displacement", "taper_fraction",
-                 "response_water_level", "filter_corners", "misorientation_file")
+                 "response_water_level", "filter_corners", "misorientation_file",
+                 # the rate the records are decimated towards and the windowable span they are
+                 # cut to (measure.event._observe_bands, _windowable_span)
+                 "sampling_rate", "taup_model", "categories", "phases_pz", "phases_pr",
+                 "phases_sh", "body_window_before", "body_window_after",
+                 "surface_velocity_range", "surface_window_pad", "surface_max_depth",
+                 "noise_end_before_p")
+#: version of the observed chain's layout (2: decimated towards sampling_rate, cut to the
+#: windowable span): files of another version are prepared again
+CHAIN_VERSION = 2
 BANDS = ("body", "surface")
 AUX = "PreparedObserved"
 LOG = logging.getLogger("seisflows_eara.measure")
@@ -43,7 +54,8 @@ def processing_parameters(values: dict[str, Any], stage: int, bands: dict[str, t
                           misorientation: dict[str, float], observed_processed: bool) -> dict:
     """Everything the prepared records depend on, JSON-ready."""
     p = {k: values[k] for k in OBSERVED_KEYS}
-    p.update(stage=int(stage), bands={k: list(map(float, b)) for k, b in bands.items()},
+    p.update(stage=int(stage), chain=CHAIN_VERSION,
+             bands={k: list(map(float, b)) for k, b in bands.items()},
              misorientation={k: float(v) for k, v in sorted(misorientation.items())},
              observed_processed=bool(observed_processed))
     return json.loads(json.dumps(p, default=list))

@@ -88,10 +88,14 @@ def correct_misorientation(st: Stream, angle_deg: float) -> None:
 
 def prepare_observed(st: Stream, inventory: Inventory, back_azimuth: float,
                      prefilter: tuple[float, float, float, float], taper_fraction: float,
-                     water_level: float, misorientation_deg: float = 0.0) -> Stream:
+                     water_level: float, misorientation_deg: float = 0.0,
+                     target_rate: float | None = None) -> Stream:
     """Raw observed traces (counts) -> displacement Z, R, T (m), unfiltered beyond the pre-filter.
-    The response is removed by processing.response (obspy's Trace.remove_response arithmetic,
-    batched, the response evaluated only where the pre-filter passes).
+    Demean and linear detrend (`detrend_linear`, Trace.detrend's least-squares line in closed
+    form), Trace.taper's cosine taper, then the response removed by processing.response (obspy's
+    Trace.remove_response arithmetic, batched, the response evaluated only where the pre-filter
+    passes). `target_rate`: traces come back decimated towards it where the pre-filter makes
+    that exact (response.remove_response_traces), and are rotated and filtered at that rate.
 
     Raises ValueError naming the station when a component or the response is missing.
     """
@@ -99,13 +103,12 @@ def prepare_observed(st: Stream, inventory: Inventory, back_azimuth: float,
     st.merge(fill_value=0)
     code = f"{st[0].stats.network}.{st[0].stats.station}" if st else "?"
     for tr in st:
-        tr.data = tr.data.astype(np.float64)
-    st.detrend("demean")
-    st.detrend("linear")
-    st.taper(taper_fraction, type="cosine")
+        x = detrend_linear(tr.data.astype(np.float64))
+        x *= _taper_window(x.size, taper_fraction)
+        tr.data = x
     try:
         remove_response_traces(list(st), inventory, output="DISP", pre_filt=prefilter,
-                               water_level=water_level)
+                               water_level=water_level, target_rate=target_rate)
     except Exception as e:  # obspy raises ValueError or ObsPyException for missing responses
         raise ValueError(f"{code}: instrument response unavailable ({e})") from e
     try:
@@ -118,6 +121,19 @@ def prepare_observed(st: Stream, inventory: Inventory, back_azimuth: float,
     correct_misorientation(st, misorientation_deg)
     st.rotate("NE->RT", back_azimuth=back_azimuth)
     return st
+
+
+def detrend_linear(x: np.ndarray) -> np.ndarray:
+    """x minus its least-squares line (what Trace.detrend("demean") then ("linear") leave, by the
+    closed-form slope instead of scipy's lstsq: the same to rounding), as a new array."""
+    n = x.size
+    if n < 2:
+        return x - x.mean() if n else x.copy()
+    t = np.arange(n, dtype=np.float64)
+    t -= 0.5 * (n - 1)
+    xm = x.mean()
+    slope = np.dot(t, x - xm) / np.dot(t, t)
+    return x - xm - slope * t
 
 
 def _taper_window(npts: int, taper_fraction: float) -> np.ndarray:
@@ -188,11 +204,15 @@ def rotate_to_zrt(st: Stream, back_azimuth: float) -> Stream:
                      f"{sorted(tr.stats.channel for tr in st)}")
 
 
-def common_axis(obs: Stream, syn: Stream, sampling_rate: float, reference: UTCDateTime) -> TimeAxis:
-    """The synthetics' time grid at `sampling_rate`, over the span both records cover."""
+def common_axis(obs: Stream, syn: Stream, sampling_rate: float, reference: UTCDateTime,
+                within: tuple[UTCDateTime, UTCDateTime] | None = None) -> TimeAxis:
+    """The synthetics' time grid at `sampling_rate`, over the span both records cover (and, when
+    given, inside `within`: the times the measurement can use)."""
     s0, s1 = syn[0].stats.starttime, syn[0].stats.endtime
     o0 = max(tr.stats.starttime for tr in obs)
     o1 = min(tr.stats.endtime for tr in obs)
+    if within is not None:
+        o0, o1 = max(o0, within[0]), min(o1, within[1])
     dt = 1.0 / sampling_rate
     k0 = max(0, int(np.ceil((o0 - s0) / dt - 1e-9)))
     start = s0 + k0 * dt
