@@ -464,6 +464,12 @@ PARAMETERS: tuple[Param, ...] = (
           "The direction job refuses the Python smoother when its estimate per rank (merged points x "
           "points within 3 sigma) exceeds this; above a quarter of it, it warns (use xsmooth_sem)",
           "solver", _num(0.0, None, lo_open=True)),
+    Param("synthetic_format", "ascii", "name",
+          "Synthetics SPECFEM writes and the forward collects: ascii (OUTPUT_FILES/*.sem.ascii, "
+          "~122 kB per station) or asdf (OUTPUT_SEISMOS_ASDF: OUTPUT_FILES/synthetic.h5 with "
+          "output_solver.txt, ~16 kB per station; SPECFEM built with --with-asdf, "
+          "WRITE_SEISMOGRAMS_BY_MASTER false, NTSTEP_BETWEEN_OUTPUT_SEISMOS >= NSTEP)", "solver",
+          _choice("ascii", "asdf")),
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}

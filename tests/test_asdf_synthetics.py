@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -98,7 +99,8 @@ def run(tmp_path_factory):
     tiny = shared_fixture("specfem3d_globe_tiny")
     out = tmp_path_factory.mktemp("asdf")
     shutil.copy(tiny / "OUTPUT_FILES" / SOLVER_LOG, out / SOLVER_LOG)
-    dt, _ = solver_log_times(str(out / SOLVER_LOG))
+    dt, start, nstep = solver_log_times(str(out / SOLVER_LOG))
+    assert (dt, start, nstep) == (0.253585309, -4.5, 1100)
     ev = event_from_file(str(tiny / "DATA" / "CMTSOLUTION"))
     header = UTCDateTime(2008, 1, 6, 5, 14, 23.70)          # CMTSOLUTION's PDE line
     par = (tiny / "DATA" / "Par_file.forward").read_text().replace(
@@ -208,6 +210,14 @@ def test_damaged_station_and_file_are_named(run, tmp_path):
                 h["Waveforms/GE.ZKR"][k].attrs["sampling_rate"] = 1 / 0.253585309
     st, bad_st = read_specfem_asdf(str(nolog / SYNTHETIC_FILE), ev.time)
     assert len(st) == 15 and bad_st[0][0] == "GE.ZKR" and "sampling_rate" in bad_st[0][1]
+    # NTSTEP_BETWEEN_OUTPUT_SEISMOS < NSTEP: SPECFEM re-creates the file with the last part only
+    with h5py.File(nolog / SYNTHETIC_FILE, "a") as h:
+        for k in h["Waveforms/YL.BEKI"]:
+            if k != "StationXML":
+                h["Waveforms/YL.BEKI"][k].resize((500,))
+    st, bad_st = read_specfem_asdf(str(nolog / SYNTHETIC_FILE), ev.time)
+    assert len(st) == 12 and [b[0] for b in bad_st] == ["GE.ZKR", "YL.BEKI"]
+    assert "NTSTEP_BETWEEN_OUTPUT_SEISMOS" in bad_st[1][1]
 
 
 def test_size_per_station_ascii_vs_asdf(run, tmp_path):
@@ -227,3 +237,86 @@ def test_size_per_station_ascii_vs_asdf(run, tmp_path):
           f"ratio {per_ascii / per_asdf:.1f}")
     assert per_asdf < per_ascii / 5
     assert 3 * 1100 * 4 <= per_asdf < 3 * 1100 * 4 * 1.5        # float32 samples + HDF5 headers
+
+
+# ---------------------------------------------------------------- the solver plugin
+def _event_dir(tmp_path: Path, run, solver_body: str, monkeypatch, **kw):
+    """EaraGlobe for event EV1 with a shell-script mesher and solver in its directory; the
+    solver writes what the Par_file asks for from the tiny run (ascii or SPECFEM's ASDF)."""
+    monkeypatch.setenv("SEISFLOWS_TASKID", "0")
+    from seisflows_eara.plugins.solver import EaraGlobe
+    ascii_dir, out, _ = run
+    tiny = shared_fixture("specfem3d_globe_tiny")
+    data = tmp_path / "specfem_data"
+    data.mkdir()
+    shutil.copy(tiny / "DATA" / "Par_file.forward", data / "Par_file")
+    shutil.copy(tiny / "DATA" / "CMTSOLUTION", data / "CMTSOLUTION_EV1")
+    bin_dir = tmp_path / "bin"
+    s = EaraGlobe(workdir=str(tmp_path / "w"), path_specfem_bin=str(bin_dir),
+                  path_specfem_data=str(data), ntask=1, **kw)
+    cwd = Path(s.cwd)
+    for sub in ("bin", "DATA", "OUTPUT_FILES", "DATABASES_MPI"):
+        (cwd / sub).mkdir(parents=True, exist_ok=True)
+    bin_dir.symlink_to(cwd / "bin")
+    shutil.copy(data / "Par_file", cwd / "DATA" / "Par_file")
+    body = solver_body.format(ascii=ascii_dir, asdf=out / SYNTHETIC_FILE, log=out / SOLVER_LOG)
+    for name, text in (("xmeshfem3D", "touch DATABASES_MPI/proc000000_reg1_solver_data.bin"),
+                       ("xspecfem3D", body)):
+        (cwd / "bin" / name).write_text("#!/bin/sh\n" + text + "\n")
+        (cwd / "bin" / name).chmod(0o755)
+    return s, cwd
+
+
+#: like SPECFEM: output_solver.txt always, ascii and/or synthetic.h5 as DATA/Par_file says
+SOLVER_WRITES_WHAT_PAR_FILE_ASKS = """cp {log} OUTPUT_FILES/
+if grep -qE '^OUTPUT_SEISMOS_ASDF +=[ ]+\\.true\\.' DATA/Par_file; then cp {asdf} OUTPUT_FILES/; fi
+if grep -qE '^OUTPUT_SEISMOS_ASCII_TEXT +=[ ]+\\.true\\.' DATA/Par_file; then
+  cp {ascii}/*.sem.ascii OUTPUT_FILES/; fi"""
+#: a build without ASDF: SPECFEM links a write_asdf stub, so nothing but the ascii files is written
+SOLVER_WITHOUT_ASDF = """cp {log} OUTPUT_FILES/
+if grep -qE '^OUTPUT_SEISMOS_ASCII_TEXT +=[ ]+\\.true\\.' DATA/Par_file; then
+  cp {ascii}/*.sem.ascii OUTPUT_FILES/; fi"""
+
+
+@pytest.mark.parametrize("fmt", ["ascii", "asdf"])
+def test_solver_plugin_sets_the_par_file_and_collects_the_format(fmt, run, tmp_path, monkeypatch):
+    ascii_dir, _, ev = run
+    s, cwd = _event_dir(tmp_path, run, SOLVER_WRITES_WHAT_PAR_FILE_ASKS, monkeypatch,
+                        synthetic_format=fmt)
+    s._check_eara()
+    if fmt == "asdf":
+        s._check_asdf()                 # the script names synthetic.h5, as an ASDF build does
+    save, export = tmp_path / "traces", tmp_path / "export"
+    s.forward_simulation(save_traces=str(save), export_traces=str(export))
+    par = (cwd / "DATA" / "Par_file").read_text()
+    want = {"ascii": (".false.", ".true."), "asdf": (".true.", ".false.")}[fmt]
+    assert re.search(rf"^OUTPUT_SEISMOS_ASDF +=[ ]+{re.escape(want[0])}", par, re.M)
+    assert re.search(rf"^OUTPUT_SEISMOS_ASCII_TEXT +=[ ]+{re.escape(want[1])}", par, re.M)
+    files = sorted(os.listdir(save))
+    assert files == ([SOLVER_LOG, SYNTHETIC_FILE] if fmt == "asdf" else
+                     sorted(os.path.basename(f) for f in glob.glob(str(ascii_dir / "*.sem.ascii"))))
+    assert sorted(os.listdir(export)) == files
+    got = read_synthetic_data(str(save), ev.time)
+    ref = read_synthetic_data(str(ascii_dir), ev.time).stream
+    assert not got.notes and [t.id for t in _ordered(got.stream)] == [t.id for t in _ordered(ref)]
+    for x, y in zip(_ordered(got.stream), _ordered(ref)):
+        assert x.stats.starttime == y.stats.starttime
+        np.testing.assert_array_equal(x.data.astype(np.float32), y.data.astype(np.float32))
+
+
+def test_solver_plugin_names_a_build_without_asdf(run, tmp_path, monkeypatch):
+    from seisflows_eara.params import ParameterError
+    from seisflows_eara.plugins.solver import SolverError
+    s, cwd = _event_dir(tmp_path, run, SOLVER_WITHOUT_ASDF, monkeypatch, synthetic_format="asdf")
+    with pytest.raises(ParameterError, match=r"xspecfem3D was built without ASDF support"):
+        s._check_asdf()
+    with pytest.raises(SolverError, match=r"(?s)event EV1: xspecfem3D wrote no .*synthetic\.h5"
+                                          r".*forward\.log.*--with-asdf"):
+        s.forward_simulation(save_traces=str(tmp_path / "traces"))
+    # SPECFEM refuses ASDF with WRITE_SEISMOGRAMS_BY_MASTER; check() says so before any run
+    (cwd / "bin" / "xspecfem3D").write_text("#!/bin/sh\n# OUTPUT_FILES/synthetic.h5\n")
+    par = Path(s.path.specfem_data) / "Par_file"
+    par.write_text(re.sub(r"(?m)^WRITE_SEISMOGRAMS_BY_MASTER +=.*$",
+                          "WRITE_SEISMOGRAMS_BY_MASTER     = .true.", par.read_text()))
+    with pytest.raises(ParameterError, match="WRITE_SEISMOGRAMS_BY_MASTER"):
+        s._check_asdf()

@@ -13,9 +13,11 @@ OUTPUT_FILES/synthetic.h5 per forward run:
 - each dataset's attributes: event_id (the CMTSOLUTION event name), starttime (int64 ns) and
   sampling_rate (float64).
 
-Three of these values are not what their names say, so this reader does not use them:
+What the reader does not take at face value:
 - `sampling_rate` holds DT in s (write_asdf passes DT); it is checked against the time step of
   output_solver.txt and used as the sample interval;
+- every output of the seismograms re-creates the file, so with NTSTEP_BETWEEN_OUTPUT_SEISMOS <
+  NSTEP it holds only the last part (checked against NSTEP of output_solver.txt);
 - `starttime` is the CMTSOLUTION header (PDE) time, without the time shift and without SPECFEM's
   start −t0 (get_time). The ascii files' time axis starts at −t0 relative to the centroid time,
   and SPECFEM states −t0 only in OUTPUT_FILES/output_solver.txt ("start time : … seconds"), so
@@ -47,6 +49,7 @@ DT_TOLERANCE = 1e-6
 
 _START = re.compile(r"^\s*start time\s*:\s*(\S+)\s+seconds", re.M)
 _STEP = re.compile(r"^\s*time step\s*:\s*(\S+)\s+s\s*$", re.M)
+_NSTEP = re.compile(r"^\s*number of time steps\s*:\s*(\d+)\s*$", re.M)
 
 
 class SpecfemAsdfError(ValueError):
@@ -66,23 +69,23 @@ def is_specfem_asdf(path: str) -> bool:
         return False
 
 
-def solver_log_times(log: str) -> tuple[float, float]:
-    """(DT, start time −t0) in s from SPECFEM's output_solver.txt; error naming the file."""
+def solver_log_times(log: str) -> tuple[float, float, int]:
+    """(DT, start time −t0 in s, NSTEP) from SPECFEM's output_solver.txt; error naming it."""
     try:
         with open(log, errors="replace") as f:
             text = f.read()
     except OSError as e:
         raise SpecfemAsdfError(f"SPECFEM log {log} not readable ({e}); SPECFEM's ASDF synthetics "
                                "need it beside them for their start time") from e
-    start, step = _START.search(text), _STEP.search(text)
-    if not start or not step:
-        raise SpecfemAsdfError(f"SPECFEM log {log} has no 'time step' / 'start time' line (the "
-                               "solver stopped before its time loop?)")
-    return float(step.group(1)), float(start.group(1))
+    start, step, nstep = _START.search(text), _STEP.search(text), _NSTEP.search(text)
+    if not start or not step or not nstep:
+        raise SpecfemAsdfError(f"SPECFEM log {log} has no 'time step' / 'number of time steps' / "
+                               "'start time' line (the solver stopped before its time loop?)")
+    return float(step.group(1)), float(start.group(1)), int(nstep.group(1))
 
 
-def _station_traces(name: str, station, reference_time: UTCDateTime, dt: float, start: float
-                    ) -> list[Trace]:
+def _station_traces(name: str, station, reference_time: UTCDateTime, dt: float, start: float,
+                    nstep: int) -> list[Trace]:
     """The 3 traces of one pyasdf station (WaveformAccessor); ValueError saying what is wrong."""
     waves = [k for k in station.list() if k != "StationXML"]
     if len(waves) != 3 or not all(k.endswith("__" + TAG) for k in waves):
@@ -96,8 +99,12 @@ def _station_traces(name: str, station, reference_time: UTCDateTime, dt: float, 
             raise ValueError(f"waveform {tr.id}: 'sampling_rate' attribute {step} is not the DT "
                              f"{dt} s of {SOLVER_LOG}")
         data = np.asarray(tr.data, dtype=np.float64)
-        if data.ndim != 1 or data.size < 2 or not np.all(np.isfinite(data)):
-            raise ValueError(f"waveform {tr.id} has {data.size} samples, not all finite")
+        if data.size != nstep:       # write_asdf re-creates the file at every seismogram output
+            raise ValueError(f"waveform {tr.id} has {data.size} samples, not the NSTEP = {nstep} "
+                             f"of {SOLVER_LOG} (NTSTEP_BETWEEN_OUTPUT_SEISMOS < NSTEP: SPECFEM "
+                             "kept only its last output)")
+        if not np.all(np.isfinite(data)):
+            raise ValueError(f"waveform {tr.id} has non-finite samples")
         traces.append(Trace(data=data, header=dict(
             network=tr.stats.network, station=tr.stats.station, location=tr.stats.location,
             channel=tr.stats.channel, delta=step, starttime=reference_time + start)))
@@ -115,7 +122,7 @@ def read_specfem_asdf(path: str, reference_time: UTCDateTime, solver_log: str | 
     read at all raises SpecfemAsdfError naming it."""
     import pyasdf
     log = solver_log or os.path.join(os.path.dirname(os.path.abspath(path)), SOLVER_LOG)
-    dt, start = solver_log_times(log)
+    dt, start, nstep = solver_log_times(log)
     if not is_specfem_asdf(path):
         raise SpecfemAsdfError(f"{path} is not SPECFEM's ASDF synthetics (no ASDF file with "
                                "/AuxiliaryData/Files/Parfile)")
@@ -133,7 +140,8 @@ def read_specfem_asdf(path: str, reference_time: UTCDateTime, solver_log: str | 
             raise SpecfemAsdfError(f"SPECFEM ASDF synthetics {path} hold no station")
         for name in names:
             try:
-                st.extend(_station_traces(name, ds.waveforms[name], reference_time, dt, start))
+                st.extend(_station_traces(name, ds.waveforms[name], reference_time, dt, start,
+                                          nstep))
             except Exception as e:      # one damaged station stays local
                 bad.append((name, f"station {name} of SPECFEM ASDF synthetics {path}: {e}"))
     finally:

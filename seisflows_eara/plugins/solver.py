@@ -6,6 +6,8 @@ Per event, in the event's working directory scratch/solver/<event>/ (set up by S
                                the mesher re-runs before the next simulation (SeisFlows 2.3.1 never
                                did this, so its GLOBE model updates were silently ignored, #175)
   forward_simulation(...)      SIMULATION_TYPE 1 -> OUTPUT_FILES/*.sem.ascii moved to `save_traces`
+                               (synthetic_format = asdf: OUTPUT_FILES/synthetic.h5 + the
+                               output_solver.txt its reader needs, io.specfem_asdf)
   adjoint_simulation(...)      SIMULATION_TYPE 3 with SEM/*.adj -> every proc*_reg?_*_kernel.bin
                                (TISO kernels and the pseudo-Hessian `hess`) moved to `save_kernels`
   source_adjoint_simulation()  SIMULATION_TYPE 2 -> OUTPUT_FILES/src_frechet.000001 to a file
@@ -44,6 +46,7 @@ from seisflows.tools.specfem import getpar, setpar
 
 from seisflows_eara import params
 from seisflows_eara.io.atomic import atomic_write_text
+from seisflows_eara.io.specfem_asdf import SOLVER_LOG, SYNTHETIC_FILE
 from seisflows_eara.kernels import xsmooth_sem_command
 from seisflows_eara.model.gll import GllFields, gll_filename, read_gll, write_fields
 from seisflows_eara.plugins.base import EaraParameters
@@ -104,6 +107,31 @@ class EaraGlobe(EaraParameters, SolverCompat, Specfem3DGlobe):
     def check(self) -> None:
         self._check_eara()
         super().check()
+        if self.synthetic_format == "asdf":
+            self._check_asdf()
+
+    def _check_asdf(self) -> None:
+        """synthetic_format = asdf needs a forward binary built with ASDF (configure --with-asdf:
+        write_output_ASDF.f90, which names OUTPUT_FILES/synthetic.h5, is compiled in; otherwise
+        SPECFEM links a write_asdf stub that writes nothing) and WRITE_SEISMOGRAMS_BY_MASTER off
+        (SPECFEM refuses ASDF with it)."""
+        import mmap
+        exe = os.path.join(self.path.specfem_bin, self._binaries[1])
+        with open(exe, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            if m.find(SYNTHETIC_FILE.encode()) < 0:
+                raise params.ParameterError(
+                    f"parameter 'synthetic_format' = 'asdf': {exe} was built without ASDF "
+                    f"support (no {SYNTHETIC_FILE} in it); rebuild SPECFEM with ./configure "
+                    "--with-asdf ASDF_LIBS=... or set synthetic_format: ascii")
+        par = os.path.join(self.path.specfem_data, "Par_file")
+        try:
+            by_master = getpar("WRITE_SEISMOGRAMS_BY_MASTER", par)[1].strip().lower()
+        except KeyError:        # a Par_file without the key: SPECFEM's default is .false.
+            by_master = ".false."
+        if by_master in (".true.", "true"):
+            raise params.ParameterError(
+                f"parameter 'synthetic_format' = 'asdf': {par} sets WRITE_SEISMOGRAMS_BY_MASTER = "
+                ".true., which SPECFEM refuses with OUTPUT_SEISMOS_ASDF")
 
     @property
     def _binaries(self) -> dict[int, str]:
@@ -153,12 +181,35 @@ class EaraGlobe(EaraParameters, SolverCompat, Specfem3DGlobe):
     def forward_simulation(self, executables=None, save_traces: str | bool = False,
                            export_traces: str | bool = False, save_forward: bool = True,
                            **kwargs) -> None:
-        """SIMULATION_TYPE 1; the synthetics go to `save_traces` (replacing what was there)."""
-        self._set_par(SIMULATION_TYPE="1", SAVE_FORWARD=f".{str(bool(save_forward)).lower()}.")
+        """SIMULATION_TYPE 1; the synthetics go to `save_traces` (replacing what was there): the
+        *.sem.ascii files, or with synthetic_format = asdf SPECFEM's synthetic.h5 and a copy of
+        output_solver.txt (its start time −t0, io.specfem_asdf)."""
+        asdf = self.synthetic_format == "asdf"
+        formats = dict(OUTPUT_SEISMOS_ASDF=f".{str(asdf).lower()}.",
+                       OUTPUT_SEISMOS_ASCII_TEXT=f".{str(not asdf).lower()}.")
+        try:
+            self.par_value("OUTPUT_SEISMOS_ASDF")
+        except KeyError:        # a Par_file older than ASDF output: ascii as it says
+            if asdf:
+                raise SolverError(f"event {self.source_name}: synthetic_format = asdf but the "
+                                  "Par_file has no OUTPUT_SEISMOS_ASDF (SPECFEM older than 7.0?)")
+            formats = {}
+        self._set_par(SIMULATION_TYPE="1", SAVE_FORWARD=f".{str(bool(save_forward)).lower()}.",
+                      **formats)
         self._mesh_if_needed()
-        self._run_and_collect(self._binaries[1], "forward.log",
-                              os.path.join(self.cwd, "OUTPUT_FILES", "*.sem.ascii"),
-                              save_traces, export_traces)
+        out = os.path.join(self.cwd, "OUTPUT_FILES")
+        try:
+            self._run_and_collect(self._binaries[1], "forward.log",
+                                  os.path.join(out, SYNTHETIC_FILE if asdf else "*.sem.ascii"),
+                                  save_traces, export_traces)
+        except SolverError as e:
+            if asdf:            # a build without ASDF links a write_asdf that writes nothing
+                raise SolverError(f"{e} (synthetic_format = asdf: is SPECFEM built with "
+                                  "--with-asdf?)") from e
+            raise
+        for dest in (export_traces, save_traces) if asdf else ():
+            if dest:
+                shutil.copy(os.path.join(out, SOLVER_LOG), os.path.join(dest, SOLVER_LOG))
 
     def adjoint_simulation(self, executables=None, save_kernels: str | bool = False,
                            export_kernels: str | bool = False,
