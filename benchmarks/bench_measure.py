@@ -13,9 +13,12 @@
    its StationXML replicated to N stations (each replica's response gain scaled by 1 + 1e-7 k so
    no two share a cached response evaluation: the worst case), with the KBL synthetic: (a) the
    observed preparation per station, ours (measure.prepare_event) against obspy's per-trace
-   Stream path (detrend, taper, remove_response, rotate, filter per band) on a subset; (b) a
-   forward's measurement from the prepared file against from the raw records; (c) the
-   preparation with 2 worker processes (prepare_event(workers=2)) against 1.
+   Stream path (detrend, taper, remove_response, rotate, filter per band) on a subset, and the
+   prepared file's bytes per station against the layout before (whole record, record's rate,
+   float64, on that subset); (b) a forward's measurement from the prepared file against from the
+   raw records; (c) that forward with 2 worker processes (measure_event(workers=2)) against 1,
+   and the preparation with 2 against 1; (d) benchmarks/bench_storage.py's adjoint-part bytes
+   per station when that file is there. Ratios of the same run; extrapolated to 142 x 2000.
 
 Run: python benchmarks/bench_measure.py [--stations 2000] [--pyatoa-repeats 3]
      python benchmarks/bench_measure.py --only prepared [--prepared-stations 200] [--json F]
@@ -27,6 +30,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")      # one core, before numpy/scipy load
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import logging  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
@@ -183,6 +187,28 @@ def _obspy_prepare(st, inv, baz, cfg) -> None:
                  corners=v["filter_corners"], zerophase=True)
 
 
+@contextlib.contextmanager
+def _layout_before():
+    """The observed chain as it was before issue 18 item 2 (the whole record, at the record's
+    rate, float64): to measure the prepared file's bytes per station before."""
+    import seisflows_eara.measure.event as E
+    saved = E.prepare_observed, E._windowable_span, E.BAND_DTYPE
+    po = E.prepare_observed
+    E.prepare_observed = lambda *a, **k: po(*a, **dict(k, target_rate=None))
+    E._windowable_span = lambda *a: None
+    E.BAND_DTYPE = np.float64
+    try:
+        yield
+    finally:
+        E.prepare_observed, E._windowable_span, E.BAND_DTYPE = saved
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    r = fn()
+    return r, time.perf_counter() - t
+
+
 def bench_prepared(nsta: int, n_obspy: int, tmp: str) -> dict[str, float]:
     from obspy.geodetics import gps2dist_azimuth
     from seisflows_eara.measure import observed_parameters, prepare_event, read_prepared
@@ -190,39 +216,67 @@ def bench_prepared(nsta: int, n_obspy: int, tmp: str) -> dict[str, float]:
     cfg = Config(params.defaults(), 1)
     baz = gps2dist_azimuth(ev.latitude, ev.longitude, stations[0].latitude,
                            stations[0].longitude)[2]
-    t = time.perf_counter()
-    for s in stations[:n_obspy]:
-        _obspy_prepare(by[s.code], inv, baz, cfg)
-    obspy_per = (time.perf_counter() - t) / n_obspy
+    load0 = os.getloadavg()[0]
+    _, t = _timed(lambda: [_obspy_prepare(by[s.code], inv, baz, cfg) for s in stations[:n_obspy]])
+    obspy_per = t / n_obspy
     path = os.path.join(tmp, "bench.prepared.h5")
-    t = time.perf_counter()
-    prepare_event(ev, stations, by, cfg, path, inventory=inv)
-    prep_per = (time.perf_counter() - t) / nsta
+    _, t = _timed(lambda: prepare_event(ev, stations, by, cfg, path, inventory=inv))
+    prep_per = t / nsta
     size = os.path.getsize(path)
+    before = os.path.join(tmp, "bench.prepared.before.h5")
+    sub = stations[:n_obspy]
+    with _layout_before():
+        prepare_event(ev, sub, {s.code: by[s.code] for s in sub}, cfg, before, inventory=inv)
+    size_before = os.path.getsize(before)
+    os.remove(before)
     path2 = os.path.join(tmp, "bench.prepared.2.h5")
-    t = time.perf_counter()
-    prepare_event(ev, stations, by, cfg, path2, inventory=inv, workers=2)
-    prep2_per = (time.perf_counter() - t) / nsta
+    _, t = _timed(lambda: prepare_event(ev, stations, by, cfg, path2, inventory=inv, workers=2))
+    prep2_per = t / nsta
     os.remove(path2)
-    t = time.perf_counter()
-    raw = measure_event(ev, stations, by, syn, cfg, inventory=inv)
-    raw_per = (time.perf_counter() - t) / nsta
-    t = time.perf_counter()
-    prep = read_prepared(path, observed_parameters(cfg, event=ev, stations=stations))
-    m = measure_event(ev, stations, {}, syn, cfg, prepared=prep)
-    fwd_per = (time.perf_counter() - t) / nsta
+    raw, t = _timed(lambda: measure_event(ev, stations, by, syn, cfg, inventory=inv))
+    raw_per = t / nsta
+    want = observed_parameters(cfg, event=ev, stations=stations)
+    m, t = _timed(lambda: measure_event(ev, stations, {}, syn, cfg,
+                                        prepared=read_prepared(path, want)))
+    fwd_per = t / nsta
+    m2, t = _timed(lambda: measure_event(ev, stations, {}, syn, cfg,
+                                         prepared=read_prepared(path, want), workers=2))
+    fwd2_per = t / nsta
     same = m.table.to_csv(index=False) == raw.table.to_csv(index=False)
+    same2 = m2.table.to_csv(index=False) == m.table.to_csv(index=False) and all(
+        np.array_equal(m2.adjoint[k], m.adjoint[k]) for k in m.adjoint)
     os.remove(path)
-    return {"stations": nsta, "prepare.per_station_s": prep_per,
+    n = 142 * 2000 / 3600
+    return {"stations": nsta, "load_average_1min": [load0, os.getloadavg()[0]],
+            "prepare.per_station_s": prep_per,
             "prepare.obspy_per_station_s": obspy_per, "prepare.obspy_stations": n_obspy,
             "prepare.speedup": obspy_per / prep_per,
             "prepare.bytes_per_station": size / nsta,
+            "prepare.bytes_per_station_before": size_before / len(sub),
             "parallel.prepare_per_station_s_2_workers": prep2_per,
             "parallel.prepare_speedup_2_workers": prep_per / prep2_per,
             "forward.prepared_per_station_s": fwd_per, "forward.raw_per_station_s": raw_per,
             "forward.speedup": raw_per / fwd_per, "forward.same_table": same,
-            "extrapolated.prepare_core_hours_142x2000": prep_per * 142 * 2000 / 3600,
-            "extrapolated.forward_core_hours_142x2000_per_forward": fwd_per * 142 * 2000 / 3600}
+            "parallel.forward_per_station_s_2_workers": fwd2_per,
+            "parallel.speedup_2_workers": fwd_per / fwd2_per, "parallel.same_result": same2,
+            "extrapolated.prepare_core_hours_142x2000_per_stage": prep_per * n,
+            "extrapolated.obspy_prepare_core_hours_142x2000_per_stage": obspy_per * n,
+            "extrapolated.forward_core_hours_142x2000_per_forward": fwd_per * n,
+            "extrapolated.raw_forward_core_hours_142x2000_per_forward": raw_per * n,
+            "extrapolated.prepared_TB_142x2000_per_stage": size / nsta * 142 * 2000 / 1e12,
+            "extrapolated.prepared_TB_142x2000_per_stage_before":
+                size_before / len(sub) * 142 * 2000 / 1e12}
+
+
+def _storage() -> dict:
+    """benchmarks/bench_storage.py's figures (adjoint parts before/after), when it exists."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        import bench_storage
+    except ImportError:
+        return {}
+    return dict(bench_storage.storage_figures())
 
 
 def main() -> None:
@@ -237,15 +291,36 @@ def main() -> None:
     ap.add_argument("--tmp", default=os.environ.get("TMPDIR", "/tmp"))
     a = ap.parse_args()
     r = bench_prepared(a.prepared_stations, a.obspy_stations, a.tmp)
-    print(f"Prepared observed data, {r['stations']} replicated raw KBL stations (40 sps, 105 min):")
+    r.update(_storage())
+    print(f"Prepared observed data, {r['stations']} replicated raw KBL stations (40 sps, 105 min), "
+          f"load average {r['load_average_1min'][0]:.1f} -> {r['load_average_1min'][1]:.1f}:")
     print(f"  (a) preparation per station: ours {r['prepare.per_station_s']:.3f} s, obspy per-trace "
-          f"{r['prepare.obspy_per_station_s']:.3f} s -> {r['prepare.speedup']:.1f}x; "
-          f"{r['prepare.bytes_per_station'] / 1e6:.1f} MB per station on disk; with 2 worker "
-          f"processes {r['parallel.prepare_per_station_s_2_workers']:.3f} s "
+          f"{r['prepare.obspy_per_station_s']:.3f} s ({r['prepare.obspy_stations']} stations) -> "
+          f"{r['prepare.speedup']:.1f}x; with 2 worker processes "
+          f"{r['parallel.prepare_per_station_s_2_workers']:.3f} s "
           f"({r['parallel.prepare_speedup_2_workers']:.2f}x)")
+    print(f"      prepared file per station: {r['prepare.bytes_per_station'] / 1e6:.2f} MB (before: "
+          f"whole record, record's rate, float64: {r['prepare.bytes_per_station_before'] / 1e6:.2f}"
+          f" MB; {r['prepare.bytes_per_station_before'] / r['prepare.bytes_per_station']:.1f}x)")
     print(f"  (b) forward per station: from prepared {r['forward.prepared_per_station_s']:.3f} s, "
           f"from raw {r['forward.raw_per_station_s']:.3f} s -> {r['forward.speedup']:.1f}x "
           f"(same table: {r['forward.same_table']})")
+    print(f"  (c) forward from prepared with 2 workers: "
+          f"{r['parallel.forward_per_station_s_2_workers']:.3f} s per station -> "
+          f"{r['parallel.speedup_2_workers']:.2f}x (same result: {r['parallel.same_result']})")
+    if "storage.bytes_per_station_before" in r:
+        print(f"  (d) adjoint parts per station per forward: "
+              f"{r['storage.bytes_per_station_before'] / 1e3:.1f} kB before, "
+              f"{r['storage.bytes_per_station_after'] / 1e3:.1f} kB after")
+    print(f"  142 events x 2000 stations: preparation {r['extrapolated.prepare_core_hours_142x2000_per_stage']:.0f}"
+          f" core-hours per stage (obspy per-trace: "
+          f"{r['extrapolated.obspy_prepare_core_hours_142x2000_per_stage']:.0f}), "
+          f"{r['extrapolated.prepared_TB_142x2000_per_stage']:.2f} TB per stage (before "
+          f"{r['extrapolated.prepared_TB_142x2000_per_stage_before']:.2f}); a measured forward "
+          f"{r['extrapolated.forward_core_hours_142x2000_per_forward']:.0f} core-hours from prepared "
+          f"data vs {r['extrapolated.raw_forward_core_hours_142x2000_per_forward']:.0f} from raw "
+          f"(x 40 forwards: {40 * r['extrapolated.forward_core_hours_142x2000_per_forward']:.0f} vs "
+          f"{40 * r['extrapolated.raw_forward_core_hours_142x2000_per_forward']:.0f})")
     if a.json:
         import json
         with open(a.json, "w") as f:

@@ -61,6 +61,8 @@ STATION_BLOCK = 128
 #: samples kept beyond each end of the windowable span (the interpolation onto the axis reads
 #: two neighbours of each sample: the same numbers as on the whole record)
 TRIM_MARGIN = 4
+#: sample type of the band-passed observed records (both paths; prepared files store them so)
+BAND_DTYPE = np.float32
 
 
 @dataclass(frozen=True)
@@ -391,8 +393,8 @@ def _observe_bands(u: _Unit, inv: Inventory | None, baz: float, cfg: Config,
     bands = {b: _trim(bandpass_stream(o, cfg.band(b), cfg["filter_corners"]), span)
              for b in BANDS}
     for st in bands.values():
-        for tr in st:       # kept in float32: 7 significant digits per sample, half the bytes
-            tr.data = tr.data.astype(np.float32)
+        for tr in st:       # 7 significant digits per sample (float32), half the bytes
+            tr.data = tr.data.astype(BAND_DTYPE)
     return bands, spans, notes
 
 
