@@ -93,18 +93,33 @@ def inverse_filter(response: Response, dt: float, nfft: int, output: str,
 
 
 def _max_abs_response(response: Response, freqs: np.ndarray, output: str) -> float:
-    """max |R| over the rfft grid `freqs` (obspy's `waterlevel` reference): every MAX_STRIDE-th
-    bin and the last, then bin by bin within MAX_STRIDE of every coarse bin ≥ 0.9 of the coarse
-    maximum (the peak of a response that varies by < 10 % over MAX_STRIDE bins)."""
-    idx = np.unique(np.r_[np.arange(0, freqs.size, MAX_STRIDE), freqs.size - 1])
-    a = np.abs(response.get_evalresp_response_for_frequencies(
-        np.ascontiguousarray(freqs[idx]), output=output))
-    near = np.zeros(freqs.size, dtype=bool)
-    for c in idx[a >= 0.9 * a.max()]:
-        near[max(0, c - MAX_STRIDE):c + MAX_STRIDE + 1] = True
-    fine = np.abs(response.get_evalresp_response_for_frequencies(
-        np.ascontiguousarray(freqs[near]), output=output))
-    return float(max(a.max(), fine.max()))
+    """max |R| over the rfft grid `freqs` (obspy's `waterlevel` reference), for a response that
+    varies by < 10 % over MAX_STRIDE bins (|R| changes by a factor ≥ 0.9^(d / MAX_STRIDE) over
+    d bins): every MAX_STRIDE-th bin and the last; then, at strides MAX_STRIDE / 8 and 1, the bins
+    within the previous stride of every bin that can still be within that factor of the peak
+    (≥ 0.9^(stride / MAX_STRIDE) of the best so far) — the peak is among them, and far fewer
+    bins are evaluated than bin by bin around the coarse peaks."""
+    n = freqs.size
+    value = np.full(n, -1.0)
+
+    def evaluate(idx: np.ndarray) -> None:
+        idx = idx[value[idx] < 0]
+        if idx.size:
+            value[idx] = np.abs(response.get_evalresp_response_for_frequencies(
+                np.ascontiguousarray(freqs[idx]), output=output))
+    evaluate(np.unique(np.r_[np.arange(0, n, MAX_STRIDE), n - 1]))
+    stride = MAX_STRIDE
+    for finer in (max(1, MAX_STRIDE // 8), 1):
+        if finer >= stride:
+            continue
+        best = value.max()
+        cand = np.flatnonzero(value >= best * 0.9 ** (finer / MAX_STRIDE))
+        # every `finer`-th bin within `stride` of a candidate
+        offs = np.arange(-stride, stride + 1, finer)
+        idx = np.unique(np.clip((cand[:, None] + offs[None, :]).ravel(), 0, n - 1))
+        evaluate(idx)
+        stride = finer
+    return float(value.max())
 
 
 def _invert_with_level(r: np.ndarray, swamp: float) -> np.ndarray:
