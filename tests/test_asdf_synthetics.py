@@ -17,6 +17,7 @@ import glob
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import h5py
@@ -34,59 +35,22 @@ from seisflows_eara.io.waveforms import read_synthetic_data
 from seisflows_eara.measure import Config, event_from_file, measure_event
 
 GRC = Path(__file__).parent / "data" / "regional_greece"
+sys.path.insert(0, str(Path(__file__).parent / "standin"))
+import specfem_asdf_files  # noqa: E402  (tests/standin: shared with the solver stand-in)
 
 
 # ---------------------------------------------------------------- SPECFEM's layout, written here
-def _int8(group, name: str, text: str) -> None:
-    """A string as SPECFEM's asdf-library stores it: 1-D int8, chunked, unlimited."""
-    b = np.frombuffer(text.encode(), dtype=np.int8)
-    group.create_dataset(name, data=b, maxshape=(None,), chunks=(max(b.size, 1),))
-
-
-def _str_attr(obj, name: str, text: str) -> None:
-    """A fixed-length, null-padded string attribute (ASDF_write_string_attribute)."""
-    obj.attrs.create(name, np.bytes_(text.encode()), dtype=h5py.string_dtype("ascii", len(text)))
-
-
-def write_specfem_asdf(path: Path, ascii_dir: Path, header_time: UTCDateTime, event_name: str,
+def write_specfem_asdf(path: Path, ascii_dir: Path, header: UTCDateTime, event_name: str,
                        dt: float, parfile: str, stations: list[str] | None = None) -> None:
-    """SPECFEM3D_GLOBE's synthetic.h5 (module doc) from a run's NET.STA.CHA.sem.ascii files."""
+    """SPECFEM3D_GLOBE's synthetic.h5 (tests/standin/specfem_asdf_files.py) from a run's
+    NET.STA.CHA.sem.ascii files."""
     comps: dict[str, dict[str, np.ndarray]] = {}
     for f in sorted(glob.glob(str(ascii_dir / "*.sem.ascii"))):
         net, sta, cha = os.path.basename(f).split(".")[:3]
         if stations is None or f"{net}.{sta}" in stations:
             # the ascii text prints SPECFEM's float32 samples with 9 digits: exact in float32
             comps.setdefault(f"{net}.{sta}", {})[cha] = np.loadtxt(f)[:, 1].astype(np.float32)
-    sec = header_time.second + header_time.microsecond / 1e6
-    start19 = (header_time.strftime("%Y-%m-%dT%H:%M:") + f"{sec:5.2f}")[:19]     # F5.2, (1:19)
-    start_s = header_time.timestamp
-    with h5py.File(path, "w", libver="latest") as h:
-        _str_attr(h, "file_format", "ASDF")
-        _str_attr(h, "file_format_version", "0.0.2")
-        _int8(h, "QuakeML", '<q:quakeml xmlns="http://quakeml.org/xmlns/bed/1.2" '
-              'xmlns:q="http://quakeml.org/xmlns/quakeml/1.2"><eventParameters '
-              'publicID="smi:local/x"><event publicID="smi:local/e"><type>earthquake</type>'
-              '</event></eventParameters></q:quakeml>')
-        _int8(h.create_group("Provenance"), "373da5fe_d424_4f44_9bca_4334d77ed10b",
-              '<prov:document xmlns:prov="http://www.w3.org/ns/prov#"/>')
-        files = h.create_group("AuxiliaryData").create_group("Files")
-        _int8(files, "constants_h", "! setup/constants.h of the build\n")
-        _int8(files, "Parfile", parfile)
-        wave = h.create_group("Waveforms")
-        for name, by_cha in comps.items():
-            g = wave.create_group(name)
-            net, sta = name.split(".")
-            _int8(g, "StationXML", '<FDSNStationXML schemaVersion="1.0" xmlns="http://www.fdsn.'
-                  f'org/xml/station/1"><Source>SPECFEM3D_GLOBE</Source><Network code="{net[:2]}">'
-                  f'<Station code="{sta[:3]}"/></Network></FDSNStationXML>')   # codes cut (1:2), (1:3)
-            n = len(next(iter(by_cha.values())))
-            end19 = UTCDateTime(int(start_s + (n - 1) / dt)).strftime("%Y-%m-%dT%H:%M:%S")
-            for cha in sorted(by_cha, key=lambda c: "NEZRT".index(c[-1])):
-                d = g.create_dataset(f"{name}..{cha}__{start19}__{end19}__synthetic",
-                                     data=by_cha[cha], dtype="<f4", maxshape=(None,), chunks=(n,))
-                _str_attr(d, "event_id", event_name)
-                d.attrs.create("sampling_rate", dt, dtype="<f8")          # DT, as SPECFEM passes
-                d.attrs.create("starttime", int(start_s * 1e9), dtype="<i8")
+    specfem_asdf_files.write_specfem_asdf(path, comps, header, event_name, dt, parfile)
 
 
 def _ordered(st) -> list:
@@ -102,7 +66,8 @@ def run(tmp_path_factory):
     dt, start, nstep = solver_log_times(str(out / SOLVER_LOG))
     assert (dt, start, nstep) == (0.253585309, -4.5, 1100)
     ev = event_from_file(str(tiny / "DATA" / "CMTSOLUTION"))
-    header = UTCDateTime(2008, 1, 6, 5, 14, 23.70)          # CMTSOLUTION's PDE line
+    header = specfem_asdf_files.header_time(tiny / "DATA" / "CMTSOLUTION")
+    assert header == UTCDateTime(2008, 1, 6, 5, 14, 23.70)
     par = (tiny / "DATA" / "Par_file.forward").read_text().replace(
         "OUTPUT_SEISMOS_ASDF             = .false.", "OUTPUT_SEISMOS_ASDF             = .true.")
     write_specfem_asdf(out / SYNTHETIC_FILE, tiny / "OUTPUT_FILES", header, ev.name, dt, par)
@@ -320,3 +285,57 @@ def test_solver_plugin_names_a_build_without_asdf(run, tmp_path, monkeypatch):
                           "WRITE_SEISMOGRAMS_BY_MASTER     = .true.", par.read_text()))
     with pytest.raises(ParameterError, match="WRITE_SEISMOGRAMS_BY_MASTER"):
         s._check_asdf()
+
+
+@pytest.mark.slow        # ~2-3 min: one stand-in inversion (1 source + 1 structure iteration)
+def test_inversion_with_asdf_synthetics(tmp_path, tmp_path_factory):
+    """synthetic_format: asdf through `seisflows submit`: the stand-in writes SPECFEM's
+    synthetic.h5 (+ output_solver.txt) because the solver plugin set OUTPUT_SEISMOS_ASDF, every
+    consumer (measurement, source and structure line searches) reads it, and the misfits are those
+    of the ascii run (the session's reference run, when it ran) to float32 precision."""
+    import yaml
+    import test_workflow as tw
+    world = tw._SESSION.get("world") or tw.world.__wrapped__(tmp_path_factory)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for exe in ("xmeshfem3D", "xspecfem3D"):           # check() looks for synthetic.h5 in it
+        text = (Path(world["bin"]) / exe).read_text()
+        (bin_dir / exe).write_text(text + "# writes OUTPUT_FILES/synthetic.h5 when asked\n")
+        (bin_dir / exe).chmod(0o755)
+    (tmp_path / "run").mkdir()
+    work = tw._project(world, tmp_path / "run", 1, 1)
+    with open(work / "specfem_data" / "Par_file", "a") as f:     # the keys of a 7.0 Par_file
+        f.write("OUTPUT_SEISMOS_ASCII_TEXT       = .true.\n"
+                "OUTPUT_SEISMOS_ASDF             = .false.\n"
+                "WRITE_SEISMOGRAMS_BY_MASTER     = .false.\n")
+    par = yaml.safe_load((work / "parameters.yaml").read_text())
+    par.update(synthetic_format="asdf", path_specfem_bin=str(bin_dir))
+    (work / "parameters.yaml").write_text(yaml.safe_dump(par, sort_keys=False))
+    tw._seisflows(["submit"], work)
+    h = tw._history(work)
+    total = h[h.category == "total"]
+    chain = np.concatenate([total[total.kind == k].misfit.to_numpy()
+                            for k in ("source", "structure", "final")])
+    assert len(chain) == 3 and np.all(np.diff(chain) < 0), chain
+    asdf = sorted(work.rglob(SYNTHETIC_FILE))
+    assert asdf and all((f.parent / SOLVER_LOG).exists() for f in asdf)
+    assert not [f for f in work.rglob("*.sem.ascii") if "traces" in f.parts], \
+        "ascii synthetics collected although synthetic_format = asdf"
+    # the stand-in's time axis (T_START, DT) after the centroid, from the collected ASDF file
+    ev = event_from_file(str(work / "specfem_data" / "CMTSOLUTION_EV1"))
+    syn = work / "scratch" / "traces" / "stage1" / "source01" / "forward" / "EV1" / "syn"
+    data = read_synthetic_data(str(syn), ev.time)
+    assert not data.notes and len(data.stream) == 3 * len(tw.STATIONS)
+    assert {(tr.stats.starttime - ev.time, tr.stats.delta, tr.stats.npts)
+            for tr in data.stream} == {(-10.0, 0.25, 1920)}
+    # the plot commands read the finished run's ASDF synthetics
+    from seisflows_eara.cli import main
+    assert main(["plot", "waveforms", "--workdir", str(work), "--event", "EV1", "--output",
+                 str(tmp_path / "wf")]) == 0
+    assert list((tmp_path / "wf").glob("waveforms_EV1_*.png"))
+    ref = tw._SESSION.get("reference_run")
+    if ref is not None:        # the same first forward, collected as ascii (%18.8e) vs float32
+        r = tw._history(ref)
+        r = r[(r.category == "total") & (r.kind == "pre_source")].misfit.to_numpy()
+        np.testing.assert_allclose(total[total.kind == "pre_source"].misfit.to_numpy(), r,
+                                   rtol=1e-5)

@@ -193,12 +193,22 @@ class Toy:
 
 
 def write_traces(syn: dict, t: np.ndarray) -> None:
+    """*.sem.ascii and/or (OUTPUT_SEISMOS_ASDF) SPECFEM's synthetic.h5 with output_solver.txt."""
     out = Path("OUTPUT_FILES")
     out.mkdir(exist_ok=True)
     for (net, sta), u in syn.items():
         for i, c in enumerate("NEZ"):
-            np.savetxt(out / f"{net}.{sta}.MX{c}.sem.ascii", np.column_stack([t, u[i]]),
-                       fmt="%14.6f %18.8e")
+            if par("OUTPUT_SEISMOS_ASCII_TEXT").lower() != ".false.":
+                np.savetxt(out / f"{net}.{sta}.MX{c}.sem.ascii", np.column_stack([t, u[i]]),
+                           fmt="%14.6f %18.8e")
+    if par("OUTPUT_SEISMOS_ASDF").lower() == ".true.":     # writes OUTPUT_FILES/synthetic.h5
+        from specfem_asdf_files import header_time, solver_log_lines, write_specfem_asdf
+        name = re.search(r"event name:\s*(\S+)", Path("DATA/CMTSOLUTION").read_text()).group(1)
+        comps = {f"{net}.{sta}": {f"MX{c}": u[i] for i, c in enumerate("NEZ")}
+                 for (net, sta), u in syn.items()}
+        write_specfem_asdf(out / "synthetic.h5", comps, header_time("DATA/CMTSOLUTION"), name, DT,
+                           PAR_FILE.read_text())
+        (out / "output_solver.txt").write_text(solver_log_lines(DT, t.size, float(t[0])))
 
 
 def read_adjoint(net: str, sta: str, nt: int) -> np.ndarray:
