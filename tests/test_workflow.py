@@ -370,3 +370,120 @@ def test_killed_again_and_again_ends_like_the_uninterrupted_run(world, reference
         kill_at += 3
     assert kills >= 8, kills
     _assert_same_as(work, reference_run)
+
+
+# ---------------------------------------------------------------------- storage (issue 18 item 4)
+MEASURED = ("source01/forward", "structure01/forward", "structure02/forward", "final/final_forward")
+TRIALS = ("source01/perturbed_forward", "structure01/trial_forward", "structure02/trial_forward")
+CLEANED = ["stage1/source01/source_update", "stage1/structure01/kernel",
+           "stage1/structure01/direction", "stage1/structure01/model_update",
+           "stage1/structure02/kernel", "stage1/structure02/direction",
+           "stage1/structure02/model_update"]
+
+
+def _wavefields(work: Path, ev: str) -> list[str]:
+    local = work / "scratch" / "solver" / ev / "DATABASES_MPI"
+    return sorted(p.name for p in local.glob("proc*_save_forward_arrays.bin")) + \
+        sorted(p.name for p in local.glob("proc*_reg?_absorb_*.bin"))
+
+
+def _kernels(work: Path, it: str) -> Path:
+    return work / "scratch" / "eval_grad" / "kernels" / "stage1" / it / "kernel"
+
+
+def _assert_cleaned(work: Path) -> None:
+    """Trial synthetics, saved wavefields and event kernels gone; the measured forwards'
+    synthetics, tables, models and directions there."""
+    traces = work / "scratch" / "traces" / "stage1"
+    for step in TRIALS:
+        assert not (traces / step).exists(), step
+    for step in MEASURED:
+        for ev in TRUE_EVENTS:
+            assert len(list((traces / step / ev / "syn").glob("*.sem.ascii"))) == 3 * len(STATIONS)
+            assert (work / "output" / "measurements" / f"stage1_{step.replace('/', '_')}" /
+                    f"{ev}.csv").is_file()
+    for it in ("structure01", "structure02"):
+        assert not _kernels(work, it).exists(), it
+        assert (work / "output" / "directions" / f"stage1_{it}_direction" / "direction.json").is_file()
+    for ev in TRUE_EVENTS:
+        assert _wavefields(work, ev) == [], ev
+    assert json.loads((work / "eara_state.json").read_text())["records"]["cleaned"] == CLEANED
+
+
+def test_finished_run_removed_what_it_no_longer_needs_and_still_plots(world, reference_run, tmp_path):
+    """After the run: no trial synthetics, saved wavefields or event kernels (the stand-in's kernel
+    run refuses to start without the saved wavefield, so none was removed too early); every plot
+    command still works on the finished run."""
+    from seisflows_eara.cli import main
+    work = reference_run
+    _assert_cleaned(work)
+    log = (work / "sflog.txt").read_text()
+    assert log.count("no longer needed") == len(CLEANED)
+    figs = tmp_path / "figs"
+    assert main(["plot", "misfit", str(work), "--output", str(figs / "misfit.png")]) == 0
+    assert main(["plot", "histograms", str(work), "--output", str(figs / "hist.png")]) == 0
+    assert main(["plot", "waveforms", "--workdir", str(work), "--event", "EV1", "--output",
+                 str(figs / "wf")]) == 0
+    fast = yaml.safe_load((work / "parameters.yaml").read_text())
+    fast.update(assess_grid_spacing_deg=1.0, assess_depth_step_km=50.0, assess_mean_grid_deg=2.0,
+                assess_slice_depths_km=[100.0, 400.0])
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump(fast))
+    assert main(["plot", "model", str(work / "output" / "models" / "stage1_it02"), "--mesh",
+                 str(world["mesh"].parent), "--config", str(tmp_path / "fast.yaml"), "--output",
+                 str(figs / "model.png")]) == 0
+    assert len(list((figs / "wf").glob("waveforms_EV1_*.png"))) >= 1
+    for f in ("misfit.png", "hist.png", "model.png", "model_section.png"):
+        assert (figs / f).stat().st_size > 10000, f
+
+
+@pytest.mark.slow        # ~5 min: one more run
+def test_keep_parameters_keep_the_files_and_change_nothing(world, reference_run, tmp_path):
+    """keep_trial_synthetics, keep_wavefields, keep_event_kernels: the files stay, the results are
+    bit-identical to the run that removed them."""
+    work = _project(world, tmp_path, 1, 2)
+    par = yaml.safe_load((work / "parameters.yaml").read_text())
+    par.update(keep_trial_synthetics=True, keep_wavefields=True, keep_event_kernels=True)
+    (work / "parameters.yaml").write_text(yaml.safe_dump(par, sort_keys=False))
+    _seisflows(["submit"], work)
+    _assert_same_as(work, reference_run)
+    traces = work / "scratch" / "traces" / "stage1"
+    for step in TRIALS:
+        for ev in TRUE_EVENTS:
+            assert len(list((traces / step / ev / "syn").glob("*.sem.ascii"))) == 3 * len(STATIONS)
+    for it in ("structure01", "structure02"):
+        for ev in TRUE_EVENTS:
+            assert (_kernels(work, it) / ev / "proc000000_reg1_hess_kernel.bin").is_file()
+    for ev in TRUE_EVENTS:
+        assert _wavefields(work, ev) == ["proc000000_save_forward_arrays.bin",
+                                         "proc000000_reg1_absorb_xmin.bin"]
+    assert "no longer needed" not in (work / "sflog.txt").read_text()
+
+
+@pytest.mark.parametrize("kill_at, done, pending, cleaned", [
+    # invocation 13: EV1's trial mesher, after the kernel step's and the direction's cleanups
+    pytest.param(13, "stage1/structure01/kernel EV2 kernel", "stage1/structure01/trial_forward",
+                 True, id="after-cleanup"),
+    # invocation 11: EV1's kernel run; the wavefields must survive for its repetition
+    pytest.param(11, "stage1/structure01/forward EV2 forward", "stage1/structure01/kernel",
+                 False, id="mid-kernel", marks=pytest.mark.slow),
+])
+def test_kill_around_cleanup_and_resume_ends_bit_identical(world, reference_run, tmp_path,
+                                                           kill_at, done, pending, cleaned):
+    """SIGKILL after a cleanup (or before the one whose files the repeated task needs), `seisflows
+    submit` again: bit-identical to the uninterrupted run, no simulation repeated, cleaned alike."""
+    work = _project(world, tmp_path, 1, 2)
+    env = {"STANDIN_KILL_AFTER": f"{tmp_path / 'count.txt'}:{kill_at}"}
+    exe = str(Path(sys.executable).with_name("seisflows"))
+    p = subprocess.run([exe, "submit"], cwd=work, capture_output=True, text=True, timeout=1200,
+                       env={**os.environ, **env}, start_new_session=True)
+    assert p.returncode != 0                       # killed
+    sims = _simulations(work)
+    assert done in sims and not any(s.startswith(pending) for s in sims)
+    for ev in TRUE_EVENTS:
+        assert bool(_wavefields(work, ev)) is not cleaned, ev
+    if cleaned:
+        assert not _kernels(work, "structure01").exists()
+    assert not (work / "scratch" / "traces" / "stage1" / TRIALS[0]).exists()
+    _seisflows(["submit"], work)
+    _assert_same_as(work, reference_run)
+    _assert_cleaned(work)
