@@ -280,6 +280,12 @@ PARAMETERS: tuple[Param, ...] = (
     Param("estimate_mesher_cost", 0.03, "forwards", "Cost of one mesher run (re-run per event when "
           "the model changes) in forward runs (tiny fixture run: 2 s vs 76 s)", "system",
           _num(0.0, None)),
+    Param("estimate_window_seconds_per_station", 4100.0, "s", "Total window length per station "
+          "for the storage estimate (adjoint store, frozen measurements): the real IU.KBL record "
+          "at 120 deg has 4126 s in 8 windows of 6 categories; regional stations have less",
+          "system", _num(0.0, None)),
+    Param("estimate_windows_per_station", 8.0, "count", "Windows per station for the storage "
+          "estimate (measurement tables; IU.KBL at 120 deg: 8)", "system", _num(0.0, None)),
     # ---- preprocess: data processing (SPEC §2) ----
     Param("sampling_rate", 10.0, "Hz",
           "Sampling rate of processed observed and synthetic traces (on the synthetics' time axis)",

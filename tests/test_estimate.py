@@ -137,3 +137,100 @@ def test_cli_prints_the_estimate_and_names_missing_inputs(tmp_path, capsys):
     assert "number of stations unknown: give --stations" in capsys.readouterr().err
     assert cli.main(["estimate", "--config", str(tmp_path / "nothing.yaml")]) == 2
     assert "nothing.yaml" in capsys.readouterr().err
+
+
+def _budget(**keep) -> dict[str, cost.StorageItem]:
+    v = _schedule([1], [2])
+    v.update(keep, estimate_window_seconds_per_station=300.0, estimate_windows_per_station=4.0,
+             sampling_rate=10.0)
+    return {b.name: b for b in cost.storage_budget(v, _inputs())}
+
+
+def test_storage_budget_by_hand():
+    """1 stage, 1 source + 2 structure iterations, 10 events x 5 stations, NSTEP 1300: 4 measured
+    forwards, 3 trial forwards, 2 kernel runs, counted by hand; the keep_* flags move the trial
+    synthetics, kernels and wavefields from deleted to kept."""
+    b = _budget()
+    traces, nt, es = 10 * 5 * 3, 1300, 10 * 5
+    assert b["synthetics of measured forwards"].kept == 4 * traces * nt * 37
+    assert b["synthetics of trial forwards"].kept == 0
+    assert b["synthetics of trial forwards"].deleted == 3 * traces * nt * 37
+    assert b["adjoint sources (.adj)"].kept == traces * nt * 34
+    assert b["adjoint store (compact)"].kept == 4 * es * 3000 * 8          # 300 s at 10 sps
+    assert b["frozen measurements"].kept == 4 * (es * 3000 * 16 + 10 * nt * 8)
+    assert b["measurement tables"].kept == 4 * es * 4 * 210
+    assert b["prepared observed data"].kept == 1 * es * 600 * 163
+    gll_file = 125 * 100 * 4 + 8 * 4
+    assert b["event kernels"].deleted == 2 * 10 * 13 * gll_file and b["event kernels"].kept == 0
+    wavefield = 10 * 4 * (9 * 64 * 100 + 5 * 125 * 100 + 15 * 125 * 100)
+    assert b["saved forward wavefields"].deleted == 2 * wavefield
+    assert b["directions"].kept == 2 * (125 * 100 * 24 * 8 + 6 * gll_file)
+    assert b["models"].kept == 2 * 6 * gll_file
+    kept = _budget(keep_trial_synthetics=True, keep_wavefields=True, keep_event_kernels=True)
+    assert kept["synthetics of trial forwards"].kept == 3 * traces * nt * 37
+    assert kept["event kernels"].kept == 2 * 10 * 13 * gll_file
+    assert kept["saved forward wavefields"].kept == wavefield       # one per event, overwritten
+    for name in b:
+        assert kept[name].kept + kept[name].deleted >= b[name].kept + b[name].deleted - wavefield
+    assert all(x.deleted == 0 for x in kept.values() if x.name != "saved forward wavefields")
+    # windows never longer than the record in every category
+    v = _schedule([1], [2])
+    v["estimate_window_seconds_per_station"] = 1e9
+    long = {x.name: x for x in cost.storage_budget(v, _inputs())}
+    assert long["adjoint store (compact)"].kept == 4 * es * len(v["categories"]) * 600 * 10 * 8
+
+
+def test_storage_bytes_against_the_real_kbl_files(tmp_path):
+    """The per-sample and per-row byte counts of the budget against the files of the real IU.KBL
+    measurement (105-min raw record, 6 categories): compact store, frozen measurement, table and
+    prepared observed file; and the old full arrays the store replaces."""
+    import pickle
+    import obspy
+    from seisflows_eara.io.stations import Station
+    from seisflows_eara.measure import Config, event_from_file, measure_event, prepare_event
+    from seisflows_eara.measure.adjoint_store import write_adjoint_store
+    from seisflows_eara.model.parametrization import INVERTED
+    d = REPO / "tests" / "data" / "pytomo3d_darfield"
+    obs = obspy.read(str(d / "IU.KBL.obs.mseed"))
+    inv = obspy.read_inventory(str(d / "IU.KBL.xml"))
+    syn = obspy.read(str(d / "IU.KBL.syn.mseed"))
+    for tr in syn:
+        tr.stats.location = ""
+    ev = event_from_file(str(d / "C201009031635A.xml"))
+    st = [Station("IU", "KBL", inv[0][0].latitude, inv[0][0].longitude)]
+    cfg = Config(params.defaults(), 1)
+    m = measure_event(ev, st, {"IU.KBL": obs}, syn, cfg, inventory=inv)
+    samples, nt = int(m.prepared.offsets[-1]), syn[0].stats.npts
+    store = write_adjoint_store(tmp_path / "s.npz", m.prepared, m.adjoint_windows)
+    assert samples * cost.BYTES_FLOAT64 < store < samples * cost.BYTES_FLOAT64 + 2000
+    frozen = len(pickle.dumps(m.prepared))
+    model = samples * cost.FROZEN_BYTES_PER_WINDOW_SAMPLE + nt * cost.BYTES_FLOAT64
+    assert abs(frozen / model - 1) < 0.05, (frozen, model)
+    rows = m.table.to_csv(index=False, float_format="%.6g")
+    assert abs(len(rows) / (len(m.table) * cost.BYTES_PER_TABLE_ROW) - 1) < 0.1
+    prepare_event(ev, st, {"IU.KBL": obs}, cfg, str(tmp_path / "p.h5"), inventory=inv)
+    seconds = obs[0].stats.npts / obs[0].stats.sampling_rate
+    per_second = (tmp_path / "p.h5").stat().st_size / seconds
+    assert abs(per_second / cost.PREPARED_BYTES_PER_RECORD_SECOND - 1) < 0.1, per_second
+    old = len(pickle.dumps((m.adjoint_by_category, m.adjoint_times)))
+    full = len(m.adjoint_by_category) * cost.COMPONENTS * nt * cost.BYTES_FLOAT64
+    assert abs(old / full - 1) < 0.1 and store < old / 10
+    # the window-length default is this record's
+    total = float((m.table.win_end - m.table.win_start).sum())
+    assert abs(params.defaults()["estimate_window_seconds_per_station"] / total - 1) < 0.05
+    assert params.defaults()["estimate_windows_per_station"] == len(m.table)
+    assert cost.DIRECTION_FLOATS_PER_POINT == 4 * len(INVERTED)       # g, pg, d, raw per field
+
+
+def test_cli_prints_what_a_run_keeps_and_deletes(capsys):
+    """The 142 x 2000 run: the whole run's kept and deleted bytes, item by item, with totals."""
+    assert cli.main(["estimate", "--config", str(REPO / "parameters.yaml"), "--events", "142",
+                     "--stations", "2000", "--minutes-per-forward", "30", "--elements",
+                     "2300000"]) == 0
+    out = capsys.readouterr().out
+    assert "storage of the whole run" in out
+    for name in ("synthetics of trial forwards", "adjoint store (compact)", "event kernels",
+                 "saved forward wavefields", "prepared observed data", "directions", "models"):
+        assert name in out, name
+    total = next(line for line in out.splitlines() if line.strip().startswith("total "))
+    assert "unknown" not in total and total.count("TB") == 2, total

@@ -128,6 +128,8 @@ def run_estimate(config: str, **cli) -> tuple[cost.CostEstimate, dict]:
                 else (None, "no --mesher-header"))
 
     def fmt():
+        if "synthetic_format" in values:      # the solver's parameter (what it collects)
+            return values["synthetic_format"], "synthetic_format in parameters.yaml"
         if par and _flag(par, "OUTPUT_SEISMOS_ASDF", False) \
                 and not _flag(par, "OUTPUT_SEISMOS_ASCII_TEXT", False):
             return "asdf", par_path
@@ -171,9 +173,18 @@ def run_estimate(config: str, **cli) -> tuple[cost.CostEstimate, dict]:
     return cost.estimate(values, inp), used
 
 
-def _size(nbytes: float | None) -> str:
+def _total(items: list, which: str) -> float | None:
+    """Sum of the items' kept or deleted bytes (None if any is unknown)."""
+    values = [getattr(b, which) for b in items]
+    return None if any(v is None for v in values) else float(sum(values))
+
+
+def _size(nbytes: float | None, unknown: str = "unknown (give --elements or --mesher-header)"
+          ) -> str:
     if nbytes is None:
-        return "unknown (give --elements or --mesher-header)"
+        return unknown
+    if nbytes == 0:
+        return "0"
     for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
         if nbytes >= scale:
             return f"{nbytes / scale:.3g} {unit}"
@@ -202,6 +213,11 @@ def report(config: str, est: cost.CostEstimate, used: dict) -> str:
         f"    adjoint sources                         {_size(s['adjoint_sources'])}",
         f"    event kernels                           {_size(s['kernels'])}",
         f"    saved forward wavefields (scratch)      {_size(s['saved_wavefields'])}",
+        "  storage of the whole run, all events (kept at the end / deleted during the run):",
+        *[f"    {b.name:<34s} {_size(b.kept, 'unknown'):>10s} / {_size(b.deleted, 'unknown'):>10s}"
+          + (f"  ({b.note})" if b.note else "") for b in est.budget],
+        f"    {'total':<34s} {_size(_total(est.budget, 'kept'), 'unknown'):>10s} / "
+        f"{_size(_total(est.budget, 'deleted'), 'unknown'):>10s}",
         "  inputs: " + "; ".join(f"{k} = {v[0]} ({v[1]})" for k, v in used.items()),
     ]
     return "\n".join(lines)

@@ -33,6 +33,26 @@ a multiple of 100; one sample per time step), traces = events · stations · 3 c
                    come on top and are not modelled
 With no mesh size (elements) the last two are unknown (None).
 
+Storage of the whole run, kept and deleted (`storage_budget`, issue 18 item 4), all events:
+  synthetics of measured forwards   kept: per forward, traces · N_t · bytes/sample (as above)
+  synthetics of trial forwards      deleted after their line search (keep_trial_synthetics)
+  adjoint sources (.adj)            kept: one set per event (each measured forward rewrites it)
+  adjoint store (compact)           kept: per measured forward and station, 8 B per window sample
+                                    (window seconds · sampling_rate; measure.adjoint_store); the
+                                    full per-category arrays it replaces: categories · 3 · N_t · 8 B
+  frozen measurements               kept: per measured forward and station, observed and synthetic
+                                    window segments (16 B per window sample) + one solver time axis
+                                    per event (8 B · N_t)
+  measurement tables                kept: per measured forward, windows per station · 210 B per row
+  prepared observed data            kept: per stage and station, Z/R/T in two bands for the record
+                                    (measured: 163 B per record second, real IU.KBL file)
+  event kernels                     deleted after the direction (keep_event_kernels)
+  saved forward wavefields          deleted after the kernel step (keep_wavefields: one per event
+                                    stays, each structure forward overwrites it)
+  directions                        kept: per structure iteration the per-slice gradient and
+                                    direction (24 float64 per GLL point) and the trial model
+  models                            kept: per structure iteration 6 GLL files (float32)
+
 The time step, when no values_from_mesher.h gives it, is SPECFEM3D_GLOBE's empirical step for
 the surface element count (get_timestep_and_layers.f90, table below, with its 5 % margin);
 regional meshes may get a smaller one from its auto_time_stepping.
@@ -116,6 +136,8 @@ class CostEstimate:
     iterations: int
     samples_per_trace: int
     storage: dict[str, float | None] = field(default_factory=dict)   # bytes per iteration
+    #: the whole run's files, kept and deleted (storage_budget)
+    budget: list["StorageItem"] = field(default_factory=list)
 
 
 def estimate(values: dict[str, Any], inp: CostInputs) -> CostEstimate:
@@ -155,4 +177,105 @@ def estimate(values: dict[str, Any], inp: CostInputs) -> CostEstimate:
         points = inp.points if inp.points is not None else (NGLL - 1) ** 3 * inp.elements
         floats = 9 * points + 5 * gll + (5 * N_SLS * gll if inp.attenuation else 0)
         storage["saved_wavefields"] = float(inp.events * floats * BYTES_FLOAT32)
-    return CostEstimate(runs, meshers, fe, fe * hours, per_stage_hours, jobs, iterations, nt, storage)
+    return CostEstimate(runs, meshers, fe, fe * hours, per_stage_hours, jobs, iterations, nt, storage,
+                        storage_budget(values, inp))
+
+
+#: float64 bytes per window sample of the compact adjoint store (measure.adjoint_store) and of
+#: the old full arrays
+BYTES_FLOAT64 = 8
+#: frozen measurement: observed and synthetic window segments, float64 each
+FROZEN_BYTES_PER_WINDOW_SAMPLE = 16
+#: one row of output/measurements/<step>/<event>.csv (35 columns; 206 B per window row of the
+#: real IU.KBL table)
+BYTES_PER_TABLE_ROW = 210
+#: prepared observed ASDF file per station and second of observed record (Z/R/T, body and
+#: surface band; measured: 1,027,109 B for the 6310-s IU.KBL record)
+PREPARED_BYTES_PER_RECORD_SECOND = 163
+#: float64 arrays per GLL point of a direction's gradient/ and direction/ .npz files (g, pg, d, raw
+#: of vc, vsv, vsh, eta, vp, vs)
+DIRECTION_FLOATS_PER_POINT = 24
+#: GLL files of a model (vpv, vph, vsv, vsh, eta, rho)
+MODEL_FILES = 6
+
+
+@dataclass(frozen=True)
+class StorageItem:
+    """One kind of file of a run: bytes kept at the end and bytes the run deletes (whole run)."""
+    name: str
+    kept: float | None
+    deleted: float | None
+    note: str = ""
+
+
+def storage_budget(values: dict[str, Any], inp: CostInputs) -> list[StorageItem]:
+    """Everything a run writes, kept or deleted (module doc), for the schedule in `values` (with
+    keep_trial_synthetics, keep_wavefields, keep_event_kernels, sampling_rate, categories,
+    estimate_window_seconds_per_station, estimate_windows_per_station); None where the mesh size
+    is unknown."""
+    from seisflows_eara.params import defaults
+    values = {**defaults(), **values}
+    steps = plan(values)
+    measured = sum(1 for s in steps if s.task in ("forward", "final_forward"))
+    trials = sum(1 for s in steps if s.task in ("perturbed_forward", "trial_forward"))
+    structure = sum(1 for s in steps if s.task == "kernel")
+    stages = len(values["stage_body_bands"])
+    nt = NSTEP_MULTIPLE * (int(inp.record_seconds / (NSTEP_MULTIPLE * inp.dt)) + 1)
+    traces = inp.events * inp.stations * COMPONENTS
+    per_forward = float(traces * nt * inp.synthetic_bytes_per_sample)
+    # windows of one station: at most the record per category
+    samples = min(values["estimate_window_seconds_per_station"],
+                  len(values["categories"]) * inp.record_seconds) * values["sampling_rate"]
+    es = inp.events * inp.stations
+    keep = {k: bool(values.get(k, False))
+            for k in ("keep_trial_synthetics", "keep_wavefields", "keep_event_kernels")}
+
+    def split(total: float | None, kept: bool) -> tuple[float | None, float | None]:
+        return (total, 0.0) if kept else (0.0, total)
+    items = [
+        StorageItem("synthetics of measured forwards", measured * per_forward, 0.0,
+                    f"{measured} forwards"),
+        StorageItem("synthetics of trial forwards", *split(trials * per_forward,
+                                                          keep["keep_trial_synthetics"]),
+                    f"{trials} trial forwards"),
+        StorageItem("adjoint sources (.adj)", float(traces * nt * BYTES_ASCII_ADJOINT), 0.0,
+                    "one set per event, rewritten"),
+        StorageItem("adjoint store (compact)", measured * es * samples * BYTES_FLOAT64, 0.0,
+                    "full arrays before: " + _bytes(measured * es * len(values["categories"])
+                                                    * COMPONENTS * nt * BYTES_FLOAT64)),
+        StorageItem("frozen measurements", measured * (es * samples * FROZEN_BYTES_PER_WINDOW_SAMPLE
+                                                       + inp.events * nt * BYTES_FLOAT64), 0.0),
+        StorageItem("measurement tables", measured * es * values["estimate_windows_per_station"]
+                    * BYTES_PER_TABLE_ROW, 0.0),
+        StorageItem("prepared observed data", stages * es * inp.record_seconds
+                    * PREPARED_BYTES_PER_RECORD_SECOND, 0.0, f"{stages} stages"),
+    ]
+    if inp.elements is None:
+        items += [StorageItem(n, None, None, "mesh size unknown") for n in (
+            "event kernels", "saved forward wavefields", "directions", "models")]
+        return items
+    gll = NGLL ** 3 * inp.elements
+    gll_file = gll * BYTES_FLOAT32 + FORTRAN_RECORD_MARKERS * inp.cores_per_event
+    kernels = float(structure * inp.events * inp.kernel_files * gll_file)
+    points = inp.points if inp.points is not None else (NGLL - 1) ** 3 * inp.elements
+    floats = 9 * points + 5 * gll + (5 * N_SLS * gll if inp.attenuation else 0)
+    wavefield = float(inp.events * floats * BYTES_FLOAT32)
+    items += [
+        StorageItem("event kernels", *split(kernels, keep["keep_event_kernels"]),
+                    f"{structure} structure iterations"),
+        StorageItem("saved forward wavefields", *((wavefield, 0.0) if keep["keep_wavefields"]
+                                                  else (0.0, structure * wavefield)),
+                    "one per event at a time"),
+        StorageItem("directions", float(structure * (gll * DIRECTION_FLOATS_PER_POINT * BYTES_FLOAT64
+                                                     + MODEL_FILES * gll_file)), 0.0,
+                    "gradient, direction, trial model"),
+        StorageItem("models", float(structure * MODEL_FILES * gll_file), 0.0),
+    ]
+    return items
+
+
+def _bytes(n: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
