@@ -125,3 +125,16 @@ def test_store_of_another_measurement_or_missing_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="re-run the forward step"):
         pre.write_weighted_adjoint_sources("i01s00", EVENT, {}, str(cwd / "DATA"),
                                            str(tmp_path / "adj"))
+
+
+def test_bench_storage_figures_meet_the_goal():
+    """benchmarks/bench_storage.py on 3 replicated real KBL stations: the compact store is at most
+    1/10 of the old adjoint_parts.pkl per station, and recombines bit-identically."""
+    import sys
+    sys.path.insert(0, str(HERE.parent / "benchmarks"))
+    from bench_storage import storage_figures
+    r = storage_figures(3)
+    assert r["storage.bit_identical"] and r["storage.windows"] == 3 * 8
+    assert r["storage.bytes_per_station_after"] <= r["storage.bytes_per_station_before"] / 10, r
+    assert r["extrapolated.storage_bytes_after_142x2000_per_forward"] == pytest.approx(
+        r["storage.bytes_per_station_after"] * 142 * 2000)
