@@ -18,7 +18,7 @@
    float64, on that subset); (b) a forward's measurement from the prepared file against from the
    raw records; (c) that forward with 2 worker processes (measure_event(workers=2)) against 1,
    and the preparation with 2 against 1; (d) benchmarks/bench_storage.py's adjoint-part bytes
-   per station when that file is there. Ratios of the same run; extrapolated to 142 x 2000.
+   per station per forward, before and after the compact store. Ratios of the same run; extrapolated to 142 x 2000.
 
 Run: python benchmarks/bench_measure.py [--stations 2000] [--pyatoa-repeats 3]
      python benchmarks/bench_measure.py --only prepared [--prepared-stations 200] [--json F]
@@ -268,15 +268,13 @@ def bench_prepared(nsta: int, n_obspy: int, tmp: str) -> dict[str, float]:
                 size_before / len(sub) * 142 * 2000 / 1e12}
 
 
-def _storage() -> dict:
-    """benchmarks/bench_storage.py's figures (adjoint parts before/after), when it exists."""
+def _storage(nsta: int, tmp: str) -> dict:
+    """benchmarks/bench_storage.py's figures (adjoint parts per station per forward, before and
+    after the compact store) on the same number of replicated stations."""
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    try:
-        import bench_storage
-    except ImportError:
-        return {}
-    return dict(bench_storage.storage_figures())
+    import bench_storage
+    return dict(bench_storage.storage_figures(nsta, tmp))
 
 
 def main() -> None:
@@ -291,7 +289,7 @@ def main() -> None:
     ap.add_argument("--tmp", default=os.environ.get("TMPDIR", "/tmp"))
     a = ap.parse_args()
     r = bench_prepared(a.prepared_stations, a.obspy_stations, a.tmp)
-    r.update(_storage())
+    r.update(_storage(a.prepared_stations, a.tmp))
     print(f"Prepared observed data, {r['stations']} replicated raw KBL stations (40 sps, 105 min), "
           f"load average {r['load_average_1min'][0]:.1f} -> {r['load_average_1min'][1]:.1f}:")
     print(f"  (a) preparation per station: ours {r['prepare.per_station_s']:.3f} s, obspy per-trace "
