@@ -260,3 +260,20 @@ def test_decimated_trimmed_chain_equals_the_whole_record_chain_in_band(tmp_path,
     assert size <= size_whole / 5, (size, size_whole)
     st = read_prepared(path).bands(0)["body"]
     assert st[0].stats.sampling_rate == cfg["sampling_rate"] and st[0].data.dtype == np.float32
+
+
+def test_record_outside_the_windowable_span_is_a_rejected_row(tmp_path):
+    """KBL's record cut to its last 15 min (after the latest window, the surface waves at 120°):
+    both paths give the same rejected row naming the trace, nothing stored."""
+    ev, sta, by, inv, syn = _kbl()
+    end = by["IU.KBL"][0].stats.endtime
+    short = {"IU.KBL": by["IU.KBL"].copy().trim(end - 900, end)}
+    cfg = Config(params.defaults(), 1)
+    raw = measure_event(ev, sta, short, syn, cfg, inventory=inv)
+    path = str(tmp_path / "p.h5")
+    prepare_event(ev, sta, short, cfg, path, inventory=inv)
+    prep = read_prepared(path, observed_parameters(cfg, event=ev, stations=sta))
+    assert prep.units[0].error.startswith("IU.KBL: observed IU.KBL..BH")
+    m = measure_event(ev, sta, {}, syn, cfg, prepared=prep)
+    assert m.table.to_csv(index=False) == raw.table.to_csv(index=False)
+    assert list(raw.table.status) == ["rejected"] and "windowable span" in raw.table.reason[0]

@@ -400,7 +400,8 @@ def _observe_bands(u: _Unit, inv: Inventory | None, baz: float, cfg: Config,
 
 def _trim(st: Stream, span: tuple[UTCDateTime, UTCDateTime] | None) -> Stream:
     """The samples of each trace within `span` and TRIM_MARGIN beyond each end (new traces; the
-    same sample times: start moved by whole samples)."""
+    same sample times: start moved by whole samples). ValueError (a rejected row) when a trace
+    has fewer than 2 samples there."""
     if span is None:
         return st
     out = Stream()
@@ -408,7 +409,9 @@ def _trim(st: Stream, span: tuple[UTCDateTime, UTCDateTime] | None) -> Stream:
         d = tr.stats.delta
         i0 = max(0, int(np.floor((span[0] - tr.stats.starttime) / d)) - TRIM_MARGIN)
         i1 = min(tr.stats.npts, int(np.ceil((span[1] - tr.stats.starttime) / d)) + TRIM_MARGIN + 1)
-        i1 = max(i1, min(i0 + 1, tr.stats.npts))
+        if i1 - i0 < 2:
+            raise ValueError(f"{tr.stats.network}.{tr.stats.station}: observed {tr.id} does not "
+                             f"cover the windowable span {span[0]} - {span[1]}")
         new = Trace(np.ascontiguousarray(tr.data[i0:i1]), header=dict(
             network=tr.stats.network, station=tr.stats.station, location=tr.stats.location,
             channel=tr.stats.channel, sampling_rate=tr.stats.sampling_rate))
