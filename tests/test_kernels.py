@@ -382,15 +382,24 @@ def test_summed_preconditioned_kernels_equal_xsum_preconditioned_kernels(tiny, t
 
 def _specfem_smooth_at(mesh, k: np.ndarray, p: int, sh: float, sv: float) -> float:
     """smooth_sem.F90 + smoothing_weights_vec at local point p, in float32 as SPECFEM computes it
-    (non-dimensional coordinates, θ = acos of the float32 cosine, exp(val) cut below −86)."""
+    (non-dimensional coordinates, θ = acos of the float32 cosine, exp(val) cut below −86).
+    Evaluated as gfortran does, independent of the CPU: the products and sums of the cosine one by
+    one, left to right (not BLAS, whose float32 dot product may fuse or reorder), and acos / exp
+    rounded from float64 like libm's correctly rounded acosf / expf (numpy's float32 SIMD acos
+    differs by ulps on AVX-512 machines, which near θ = 0 moves θ by 1e-4 rad)."""
     x = (mesh.xyz / 6371.0).astype(np.float32)
     vol = (mesh.volume / 6371.0 ** 3).astype(np.float32)
-    sh2, sv2 = np.float32(2 * (sh / 6371.0) ** 2), np.float32(2 * (sv / 6371.0) ** 2)
-    r1 = np.sqrt(np.sum(x * x, axis=1, dtype=np.float32))
-    r0 = np.float32(np.sqrt(np.sum(x[p] * x[p])))
-    theta = np.arccos(np.clip((x @ x[p]) / (r0 * r1), np.float32(-1), np.float32(1)))
-    val = -(r1 * theta) ** 2 / sh2 - (r1 - r0) ** 2 / sv2
-    w = np.where(val < -86, np.float32(0), np.exp(val)).astype(np.float32) * vol
+    one = np.float32(1)
+    sh2_inv = one / np.float32(2 * (sh / 6371.0) ** 2)
+    sv2_inv = one / np.float32(2 * (sv / 6371.0) ** 2)
+    x0, y0, z0 = x[p]
+    x1, y1, z1 = x[:, 0], x[:, 1], x[:, 2]
+    r0 = np.sqrt(x0 * x0 + y0 * y0 + z0 * z0)
+    r1 = np.sqrt(x1 * x1 + y1 * y1 + z1 * z1)
+    ratio = np.clip((x0 * x1 + y0 * y1 + z0 * z1) / (r0 * r1), -one, one)
+    theta = np.arccos(ratio.astype(np.float64)).astype(np.float32)
+    val = -((r1 * theta) * (r1 * theta)) * sh2_inv - ((r1 - r0) * (r1 - r0)) * sv2_inv
+    w = np.where(val < -86, np.float32(0), np.exp(val.astype(np.float64)).astype(np.float32)) * vol
     return float(np.sum(w * k.astype(np.float32))) / float(np.sum(w))
 
 
