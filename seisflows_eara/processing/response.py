@@ -190,11 +190,14 @@ def remove_response_traces(traces: Sequence[Trace], inventory: Inventory, output
         step = max(1, max_samples // max(nfft, 1))
         for b in range(0, len(members), step):
             chunk = members[b:b + step]
-            x = np.stack([np.asarray(tr.data, dtype=np.float64) for tr, _ in chunk])
-            x -= x.mean(axis=1, keepdims=True)
-            x *= window
-            spec = scipy.fft.rfft(x, n=nfft, axis=-1)
-            del x
+            x = np.zeros((len(chunk), nfft))      # zero-padded to nfft here: rfft copies nothing
+            for i, (tr, _) in enumerate(chunk):
+                x[i, :npts] = tr.data
+            body = x[:, :npts]
+            body -= body.mean(axis=1, keepdims=True)
+            body *= window
+            spec = scipy.fft.rfft(x, axis=-1, overwrite_x=True)
+            del x, body
             y = np.zeros((len(chunk), nbin), dtype=spec.dtype)
             for i, (tr, resp) in enumerate(chunk):
                 lo, h = inverse_filter(resp, dt, nfft, output, pre_filt, water_level)
