@@ -102,7 +102,8 @@ def test_ascii_and_asdf_give_the_same_stream(run):
         np.testing.assert_array_equal(x.data.astype(np.float32), y.data)   # same float32 samples
         np.testing.assert_allclose(x.data, y.data, rtol=1e-7, atol=0)
     # the other readers (line searches, plots) give the same traces from the folder or the file
-    for c in (read_synthetics(str(out), ev.time), read_synthetics(str(out / SYNTHETIC_FILE), ev.time)):
+    for c in (read_synthetics(str(out), ev.time),
+              read_synthetics(str(out / SYNTHETIC_FILE), ev.time)):
         assert [(t.id, t.stats.starttime, t.stats.delta) for t in _ordered(c)] == \
             [(t.id, t.stats.starttime, t.stats.delta) for t in _ordered(b)]
         for x, y in zip(_ordered(c), _ordered(b)):
