@@ -305,6 +305,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("misfit", "nzcc", "name",
           "Misfit on the EARA windows and weights: nzcc (EARA), cc_traveltime or multitaper (pyadjoint)",
           "preprocess", _choice("nzcc", "cc_traveltime", "multitaper")),
+    Param("measure_workers", 1, "count",
+          "Processes measuring (and preparing) an event's stations in parallel, each a run of "
+          "stations (same result as 1); 0 = every core of the allocation (SLURM_CPUS_PER_TASK, "
+          "else the cores the process may run on)", "preprocess", _num(0, None, integer=True)),
     # ---- preprocess: data selection and quality control (issue 17; README "Observed data") ----
     Param("channel_priorities", list(CHANNEL_PRIORITIES), "channel patterns",
           "Per station the first pattern (obspy MassDownloader convention, fnmatch on the channel "
@@ -317,10 +321,6 @@ PARAMETERS: tuple[Param, ...] = (
     Param("measure_all_locations", False, "flag",
           "Measure every location of a station separately (each its best band) and sum their "
           "adjoint sources per component, instead of one location per station",
-    Param("measure_workers", 1, "count",
-          "Processes measuring (and preparing) an event's stations in parallel, each a run of "
-          "stations (same result as 1); 0 = every core of the allocation (SLURM_CPUS_PER_TASK, "
-          "else the cores the process may run on)", "preprocess", _num(0, None, integer=True)),
           "preprocess", _bool),
     Param("observed_displacement", False, "flag",
           "Observed data with no instrument response (no StationXML for their channel and epoch) "
