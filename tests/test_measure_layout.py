@@ -38,7 +38,8 @@ def _direct_observed(obs, inv, baz, cfg: Config, processed: bool) -> obspy.Strea
         return o
     nyq = 0.5 * min(tr.stats.sampling_rate for tr in obs)
     pre = response_prefilter([cfg.band("body"), cfg.band("surface")], nyq)
-    return prepare_observed(obs, inv, baz, pre, v["taper_fraction"], v["response_water_level"])
+    return prepare_observed(obs, inv, baz, pre, v["taper_fraction"], v["response_water_level"],
+                            target_rate=v["sampling_rate"])
 
 
 def _direct_synthetic(syn, baz, cfg: Config) -> obspy.Stream:

@@ -226,7 +226,7 @@ def test_parallel_preparation_equals_serial(tmp_path):
 
 def test_decimated_trimmed_chain_equals_the_whole_record_chain_in_band(tmp_path, monkeypatch):
     """The observed chain decimates towards sampling_rate after the response pre-filter (exact)
-    and keeps only the windowable span, in float32; against the same chain on the whole 40-sps
+    and keeps only the windowable span; against the same chain on the whole 40-sps
     record (decimation and cut switched off), real IU.KBL: the band-passed observed traces on the
     common axis agree to 1e-4 of their maximum, NZCC to 5e-5, CC delays to 1e-3 s, SNR to 0.01 dB,
     the adjoint sources to 1e-4 of their maximum, the same windows kept; the prepared file holds
@@ -259,7 +259,7 @@ def test_decimated_trimmed_chain_equals_the_whole_record_chain_in_band(tmp_path,
     size, size_whole = Path(path).stat().st_size, Path(whole).stat().st_size
     assert size <= size_whole / 5, (size, size_whole)
     st = read_prepared(path).bands(0)["body"]
-    assert st[0].stats.sampling_rate == cfg["sampling_rate"] and st[0].data.dtype == np.float32
+    assert st[0].stats.sampling_rate == cfg["sampling_rate"] and st[0].data.dtype == np.float64
 
 
 def test_record_outside_the_windowable_span_is_a_rejected_row(tmp_path):

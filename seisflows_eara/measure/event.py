@@ -58,11 +58,13 @@ P_PHASES = ("P", "p", "Pdiff", "PKP", "PKIKP")
 UPGOING = {"P": "p", "S": "s"}
 #: stations processed together (filters batched over them): bounds the memory of processed traces
 STATION_BLOCK = 128
-#: samples kept beyond each end of the windowable span (the interpolation onto the axis reads
+#: samples kept beyond the end of the windowable span (the interpolation onto the axis reads
 #: two neighbours of each sample: the same numbers as on the whole record)
 TRIM_MARGIN = 4
-#: sample type of the band-passed observed records (both paths; prepared files store them so)
-BAND_DTYPE = np.float32
+#: sample type of the band-passed observed records (both paths; prepared files store them so).
+#: float32 would halve the prepared files (7 significant digits, far below the data's noise) but
+#: moves the chain 1e-8 away from a float64 computation; kept float64
+BAND_DTYPE = np.float64
 
 
 @dataclass(frozen=True)
@@ -387,35 +389,36 @@ def _observe_bands(u: _Unit, inv: Inventory | None, baz: float, cfg: Config,
                    ) -> tuple[dict[str, Stream], list, list[str]]:
     """The observed side of one unit as both paths use it (prepare_event stores exactly this;
     measure_event from raw records computes it in memory): `_observe`, the band-pass of each band
-    of the stage over the whole record, then each band cut to `span` (`_windowable_span`) plus
-    TRIM_MARGIN samples, in float32. Returns (band -> Z/R/T Stream, masked spans, notes)."""
+    of the stage over the whole record, then each band cut after the end of `span`
+    (`_windowable_span`) plus TRIM_MARGIN samples (BAND_DTYPE). Returns (band -> Z/R/T Stream, masked spans, notes)."""
     o, spans, notes = _observe(u, inv, baz, cfg, declared_displacement, misorientation_deg)
     bands = {b: _trim(bandpass_stream(o, cfg.band(b), cfg["filter_corners"]), span)
              for b in BANDS}
-    for st in bands.values():
-        for tr in st:       # 7 significant digits per sample (float32), half the bytes
-            tr.data = tr.data.astype(BAND_DTYPE)
+    if BAND_DTYPE != np.float64:
+        for st in bands.values():
+            for tr in st:
+                tr.data = tr.data.astype(BAND_DTYPE)
     return bands, spans, notes
 
 
 def _trim(st: Stream, span: tuple[UTCDateTime, UTCDateTime] | None) -> Stream:
-    """The samples of each trace within `span` and TRIM_MARGIN beyond each end (new traces; the
-    same sample times: start moved by whole samples). ValueError (a rejected row) when a trace
-    has fewer than 2 samples there."""
+    """Each trace up to the end of `span` and TRIM_MARGIN samples beyond (new traces). The start
+    is kept: a later start would move the samples' times by the rounding of its timestamp (the
+    interpolation onto the axis reads them as floats); records start close to the event anyway.
+    ValueError (a rejected row) when a trace ends before `span` begins or starts after it ends."""
     if span is None:
         return st
     out = Stream()
     for tr in st:
         d = tr.stats.delta
-        i0 = max(0, int(np.floor((span[0] - tr.stats.starttime) / d)) - TRIM_MARGIN)
         i1 = min(tr.stats.npts, int(np.ceil((span[1] - tr.stats.starttime) / d)) + TRIM_MARGIN + 1)
-        if i1 - i0 < 2:
+        if tr.stats.endtime < span[0] or i1 < 2:
             raise ValueError(f"{tr.stats.network}.{tr.stats.station}: observed {tr.id} does not "
                              f"cover the windowable span {span[0]} - {span[1]}")
-        new = Trace(np.ascontiguousarray(tr.data[i0:i1]), header=dict(
+        new = Trace(np.ascontiguousarray(tr.data[:i1]), header=dict(
             network=tr.stats.network, station=tr.stats.station, location=tr.stats.location,
-            channel=tr.stats.channel, sampling_rate=tr.stats.sampling_rate))
-        new.stats.starttime = tr.stats.starttime + i0 * d
+            channel=tr.stats.channel, sampling_rate=tr.stats.sampling_rate,
+            starttime=tr.stats.starttime))
         out.append(new)
     return out
 

@@ -3,8 +3,8 @@ and stage, stored in one ASDF file (pyasdf) with its provenance, reused by every
 
 Preparation = read -> select -> QC (gaps, units) -> response removal (decimated towards
 sampling_rate where its pre-filter makes that exact) -> Z, N, E -> misorientation -> Z, R, T ->
-band-pass per band of the stage -> cut to the span any window or noise window of the station can
-cover (SPEC §2-3; measure.event._observe_bands). The back azimuth is fixed by the event and
+band-pass per band of the stage -> cut after the span any window or noise window of the station
+can cover (SPEC §2-3; measure.event._observe_bands). The back azimuth is fixed by the event and
 STATIONS, so the records are kept in Z, R, T; the forward then only interpolates them onto the
 synthetics' axis. The raw path computes the same bands in memory: one chain, bit-identical.
 
