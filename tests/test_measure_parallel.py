@@ -125,3 +125,27 @@ def test_measure_command_with_workers_writes_the_same_files(tmp_path):
     for name in ("measurements.csv", "adjoint_provenance.csv", "SEM/IU.KBL.MXZ.adj",
                  "SEM/IU.KBL.MXN.adj", "SEM/IU.KBL.MXE.adj"):
         assert (tmp_path / "w2" / name).read_bytes() == (tmp_path / "w1" / name).read_bytes()
+
+
+def test_parallel_adjoint_blocks_equal_serial(monkeypatch):
+    """Blocks of 2 stations (STATION_BLOCK): the adjoint sources' blocks run in the pool as well
+    (5 stations: 3 blocks), the same arrays, categories and stations in the same order."""
+    import seisflows_eara.measure.event as E
+    monkeypatch.setattr(E, "STATION_BLOCK", 2)
+    calls, real = [], E._in_order
+
+    def spy(fn, jobs, workers):
+        calls.append(fn.__name__)
+        return real(fn, jobs, workers)
+    monkeypatch.setattr(E, "_in_order", spy)
+    ev, sta, by, inv, syn = _kbl_replicas(5)
+    cfg = Config(params.defaults(), 1)
+    serial = measure_event(ev, sta, by, syn, cfg, inventory=inv)
+    par = measure_event(ev, sta, by, syn, cfg, inventory=inv, workers=2)
+    assert "_call_adjoint_by_category" in calls
+    _same(serial, par)
+    a, b = serial.adjoint_by_category, par.adjoint_by_category
+    assert list(a) == list(b) and all(list(a[c]) == list(b[c]) for c in a)
+    for c in a:
+        for code in a[c]:
+            np.testing.assert_array_equal(a[c][code], b[c][code])

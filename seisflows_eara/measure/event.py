@@ -695,6 +695,57 @@ def _measure_units(job: _UnitsJob) -> _UnitsPart:
     return out
 
 
+def _adjoint_by_category(p: "PreparedEvent", adj: np.ndarray, workers: int
+                         ) -> dict[str, dict[str, np.ndarray]]:
+    """p.adjoint_by_category(adj), with workers > 1 its blocks of STATION_BLOCK stations in a
+    process pool: each block is the same call on the part of `p` holding that block's windows
+    (the serial call's block, so the same numbers), and the blocks' dicts join in block order.
+    Serial when there is one block, or when a station's units fall in two blocks (the serial call
+    then adds them in an order the join would not reproduce)."""
+    stations = np.unique(p.station_index)
+    if worker_count(workers) <= 1 or stations.size <= STATION_BLOCK:
+        return p.adjoint_by_category(adj)
+    blocks = [stations[b:b + STATION_BLOCK] for b in range(0, stations.size, STATION_BLOCK)]
+    owner: dict[str, int] = {}
+    for j, blk in enumerate(blocks):
+        for u in blk:
+            if owner.setdefault(p.stations[u].code, j) != j:
+                return p.adjoint_by_category(adj)
+    jobs = (_adjoint_part(p, adj, blk) for blk in blocks)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for part in _in_order(_call_adjoint_by_category, jobs, workers):
+        for cat, per in part.items():
+            out.setdefault(cat, {}).update(per)
+    return out
+
+
+def _adjoint_part(p: "PreparedEvent", adj: np.ndarray, block: np.ndarray) -> tuple:
+    """(the part of `p` with the windows of stations `block`, their adjoint samples)."""
+    import copy
+    idx = np.flatnonzero(np.isin(p.station_index, block))
+    i0, i1 = int(idx[0]), int(idx[-1]) + 1          # windows are in station order: contiguous
+    sub = copy.copy(p)
+    sub.windows = p.windows[i0:i1]
+    sub.offsets = p.offsets[i0:i1 + 1] - p.offsets[i0]
+    sub.lengths = p.lengths[i0:i1]
+    sub.station_index = p.station_index[i0:i1]
+    keep = set(int(u) for u in block)
+    codes = {p.stations[u].code for u in keep}
+    sub.axes = {u: a for u, a in p.axes.items() if u in keep}
+    sub.baz = {u: b for u, b in p.baz.items() if u in keep}
+    sub.solver_times = {c: t for c, t in p.solver_times.items() if c in codes}
+    sub.solver_start = {c: t for c, t in p.solver_start.items() if c in codes}
+    sub.U, sub.synthetic, sub._taper = None, None, None
+    for name in ("weights", "categories", "wc"):
+        setattr(sub, name, getattr(p, name)[i0:i1])
+    return sub, adj[p.offsets[i0]:p.offsets[i1]]
+
+
+def _call_adjoint_by_category(job: tuple) -> dict:
+    sub, adj = job
+    return sub.adjoint_by_category(adj)
+
+
 def worker_count(workers: int) -> int:
     """`measure_workers` as a number of processes: n > 0 as given, 0 = every core of the
     allocation (SLURM_CPUS_PER_TASK when set, else the cores this process may run on)."""
@@ -809,7 +860,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         # ---- adjoint (eq. 3): W_es W_w per window, per category; W_c in combine_adjoint
         adj = q.pop("adjoint")
         adj *= per_sample(q["w_quality"] * q["w_geographic"], p.offsets)
-        by_cat = prepared.adjoint_by_category(adj)
+        by_cat = _adjoint_by_category(prepared, adj, workers)
         misfit = float(q["misfit"].sum())
         wc, cats_w = q["w_category"], p.categories
     else:
