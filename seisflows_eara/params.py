@@ -227,6 +227,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("keep_event_kernels", False, "flag",
           "Keep the event kernels after the structure direction is written; off: removed then "
           "(the direction's per-slice gradient is kept)", "workflow", _bool),
+    Param("keep_frozen_measurements", False, "flag",
+          "Keep the frozen windows and adjoint store of a measured forward (scratch/preprocess/"
+          "<step>/<event>.pkl, .adjoint_windows.npz) after its iteration's line search is done; "
+          "off: removed then (the measurement tables stay)", "workflow", _bool),
     Param("events_per_job", 4, "count",
           "Events bundled in one scheduler job (SPECFEM NUMBER_OF_SIMULTANEOUS_RUNS or job steps)",
           "solver", _num(1, None, integer=True)),

@@ -387,6 +387,11 @@ def _wavefields(work: Path, ev: str) -> list[str]:
         sorted(p.name for p in local.glob("proc*_reg?_absorb_*.bin"))
 
 
+def _frozen(work: Path, step: str, ev: str) -> list[str]:
+    folder = work / "scratch" / "preprocess" / f"stage1_{step.replace('/', '_')}"
+    return sorted(p.name for p in folder.glob(f"{ev}.*"))
+
+
 def _kernels(work: Path, it: str) -> Path:
     return work / "scratch" / "eval_grad" / "kernels" / "stage1" / it / "kernel"
 
@@ -405,6 +410,10 @@ def _assert_cleaned(work: Path) -> None:
     for it in ("structure01", "structure02"):
         assert not _kernels(work, it).exists(), it
         assert (work / "output" / "directions" / f"stage1_{it}_direction" / "direction.json").is_file()
+    for step, kept in zip(MEASURED, (False, False, False, True)):      # the final forward's stay
+        for ev in TRUE_EVENTS:
+            assert _frozen(work, step, ev) == ([f"{ev}.adjoint_windows.npz", f"{ev}.pkl"]
+                                               if kept else []), (step, ev)
     for ev in TRUE_EVENTS:
         assert _wavefields(work, ev) == [], ev
     assert json.loads((work / "eara_state.json").read_text())["records"]["cleaned"] == CLEANED
@@ -442,7 +451,8 @@ def test_keep_parameters_keep_the_files_and_change_nothing(world, reference_run,
     bit-identical to the run that removed them."""
     work = _project(world, tmp_path, 1, 2)
     par = yaml.safe_load((work / "parameters.yaml").read_text())
-    par.update(keep_trial_synthetics=True, keep_wavefields=True, keep_event_kernels=True)
+    par.update(keep_trial_synthetics=True, keep_wavefields=True, keep_event_kernels=True,
+               keep_frozen_measurements=True)
     (work / "parameters.yaml").write_text(yaml.safe_dump(par, sort_keys=False))
     _seisflows(["submit"], work)
     _assert_same_as(work, reference_run)
@@ -456,6 +466,8 @@ def test_keep_parameters_keep_the_files_and_change_nothing(world, reference_run,
     for ev in TRUE_EVENTS:
         assert _wavefields(work, ev) == ["proc000000_save_forward_arrays.bin",
                                          "proc000000_reg1_absorb_xmin.bin"]
+        for step in MEASURED:
+            assert _frozen(work, step, ev) == [f"{ev}.adjoint_windows.npz", f"{ev}.pkl"]
     assert "no longer needed" not in (work / "sflog.txt").read_text()
 
 

@@ -232,6 +232,8 @@ class EaraInversion(EaraParameters, WorkflowCompat, Inversion):
           source_update done   synthetics of the perturbed-source forward (scratch/traces/<step>)
           model_update done    synthetics of the trial forward at m + εd (the line search read
                                its terms; a retry re-runs it inside model_update)
+          either               the frozen windows and adjoint store of the iteration's forward
+                               (keep_frozen_measurements; its table stays in output/measurements)
           kernel done          the saved forward wavefields in every event's directory
                                (solver.saved_wavefield_files)
           direction done       the event kernels (the retries start from the per-slice gradient)
@@ -242,8 +244,7 @@ class EaraInversion(EaraParameters, WorkflowCompat, Inversion):
         wavefields live in the event's directory, which the next forward writes again: a resumed
         run removes them only if no later step is done (a run begun before cleanups existed)."""
         v = self.eara
-        what = {"source_update": not v["keep_trial_synthetics"],
-                "model_update": not v["keep_trial_synthetics"],
+        what = {"source_update": True, "model_update": True,
                 "kernel": not v["keep_wavefields"] and not later_done,
                 "direction": not v["keep_event_kernels"]}
         state = self.state
@@ -255,8 +256,18 @@ class EaraInversion(EaraParameters, WorkflowCompat, Inversion):
             if step.task in ("source_update", "model_update"):
                 trial = step.sibling("perturbed_forward" if step.task == "source_update"
                                      else "trial_forward")
-                removed = _remove_tree(os.path.join(self.path.workdir, "scratch", "traces",
-                                                    trial.key))
+                if not v["keep_trial_synthetics"]:
+                    removed = _remove_tree(os.path.join(self.path.workdir, "scratch", "traces",
+                                                        trial.key))
+                if not v["keep_frozen_measurements"]:
+                    fwd = step.sibling("forward").key.replace("/", "_")
+                    pre = self.preprocess
+                    for event in self.solver.source_names:
+                        for f in (pre.prepared_file(fwd, event), pre.adjoint_store_file(fwd, event),
+                                  pre.adjoint_parts_file(fwd, event)):
+                            if os.path.exists(f):
+                                removed += os.path.getsize(f)
+                                os.remove(f)
             elif step.task == "kernel":
                 for event in self.solver.source_names:
                     with self.solver.for_event(event):

@@ -37,15 +37,16 @@ Storage of the whole run, kept and deleted (`storage_budget`, issue 18 item 4), 
   synthetics of measured forwards   kept: per forward, traces · N_t · bytes/sample (as above)
   synthetics of trial forwards      deleted after their line search (keep_trial_synthetics)
   adjoint sources (.adj)            kept: one set per event (each measured forward rewrites it)
-  adjoint store (compact)           kept: per measured forward and station, 8 B per window sample
+  adjoint store (compact)           per measured forward and station, 8 B per window sample
                                     (window seconds · sampling_rate; measure.adjoint_store); the
                                     full per-category arrays it replaces: categories · 3 · N_t · 8 B
-  frozen measurements               kept: per measured forward and station, observed and synthetic
+  frozen measurements               per measured forward and station, observed and synthetic
                                     window segments (16 B per window sample) + one solver time axis
-                                    per event (8 B · N_t)
+                                    per event (8 B · N_t); both deleted after the iteration's line
+                                    search (keep_frozen_measurements), the final forward's kept
   measurement tables                kept: per measured forward, windows per station · 210 B per row
   prepared observed data            kept: per stage and station, Z/R/T in two bands for the record
-                                    (measured: 163 B per record second, real IU.KBL file)
+                                    (measured: 344 B per record second, real IU.KBL file)
   event kernels                     deleted after the direction (keep_event_kernels)
   saved forward wavefields          deleted after the kernel step (keep_wavefields: one per event
                                     stays, each structure forward overwrites it)
@@ -190,8 +191,9 @@ FROZEN_BYTES_PER_WINDOW_SAMPLE = 16
 #: real IU.KBL table)
 BYTES_PER_TABLE_ROW = 210
 #: prepared observed ASDF file per station and second of observed record (Z/R/T, body and
-#: surface band; measured: 1,027,109 B for the 6310-s IU.KBL record)
-PREPARED_BYTES_PER_RECORD_SECOND = 163
+#: surface band, float64, cut to the windowable span; measured: 2.17 MB for the 6310-s IU.KBL
+#: record)
+PREPARED_BYTES_PER_RECORD_SECOND = 344
 #: float64 arrays per GLL point of a direction's gradient/ and direction/ .npz files (g, pg, d, raw
 #: of vc, vsv, vsh, eta, vp, vs)
 DIRECTION_FLOATS_PER_POINT = 24
@@ -227,11 +229,18 @@ def storage_budget(values: dict[str, Any], inp: CostInputs) -> list[StorageItem]
     samples = min(values["estimate_window_seconds_per_station"],
                   len(values["categories"]) * inp.record_seconds) * values["sampling_rate"]
     es = inp.events * inp.stations
-    keep = {k: bool(values.get(k, False))
-            for k in ("keep_trial_synthetics", "keep_wavefields", "keep_event_kernels")}
+    keep = {k: bool(values.get(k, False)) for k in (
+        "keep_trial_synthetics", "keep_wavefields", "keep_event_kernels", "keep_frozen_measurements")}
+    finals = sum(1 for s in steps if s.task == "final_forward")    # no line search follows
 
     def split(total: float | None, kept: bool) -> tuple[float | None, float | None]:
         return (total, 0.0) if kept else (0.0, total)
+
+    def frozen(per_forward: float) -> tuple[float, float]:
+        """Removed after the iteration's line search; the final forward's stay."""
+        if keep["keep_frozen_measurements"]:
+            return measured * per_forward, 0.0
+        return finals * per_forward, (measured - finals) * per_forward
     items = [
         StorageItem("synthetics of measured forwards", measured * per_forward, 0.0,
                     f"{measured} forwards"),
@@ -240,11 +249,11 @@ def storage_budget(values: dict[str, Any], inp: CostInputs) -> list[StorageItem]
                     f"{trials} trial forwards"),
         StorageItem("adjoint sources (.adj)", float(traces * nt * BYTES_ASCII_ADJOINT), 0.0,
                     "one set per event, rewritten"),
-        StorageItem("adjoint store (compact)", measured * es * samples * BYTES_FLOAT64, 0.0,
+        StorageItem("adjoint store (compact)", *frozen(es * samples * BYTES_FLOAT64),
                     "full arrays before: " + _bytes(measured * es * len(values["categories"])
                                                     * COMPONENTS * nt * BYTES_FLOAT64)),
-        StorageItem("frozen measurements", measured * (es * samples * FROZEN_BYTES_PER_WINDOW_SAMPLE
-                                                       + inp.events * nt * BYTES_FLOAT64), 0.0),
+        StorageItem("frozen measurements", *frozen(es * samples * FROZEN_BYTES_PER_WINDOW_SAMPLE
+                                                   + inp.events * nt * BYTES_FLOAT64)),
         StorageItem("measurement tables", measured * es * values["estimate_windows_per_station"]
                     * BYTES_PER_TABLE_ROW, 0.0),
         StorageItem("prepared observed data", stages * es * inp.record_seconds
