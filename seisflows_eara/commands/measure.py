@@ -128,8 +128,8 @@ def _args(p: argparse.ArgumentParser) -> None:
                    "observed files and in ASDF are read too); data without a response are "
                    "measured only with observed_displacement: true (README, Observed data)")
     p.add_argument("--synthetics", required=True,
-                   help="synthetics: directory of *.sem.ascii or of files in any obspy format, "
-                   "ASDF or one waveform file")
+                   help="synthetics: directory of *.sem.ascii, of SPECFEM's synthetic.h5 + "
+                   "output_solver.txt, or of files in any obspy format, ASDF or one waveform file")
     p.add_argument("--stage", type=int, required=True, help="stage number (selects the bands)")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--workers", type=int, default=None,

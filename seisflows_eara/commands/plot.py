@@ -427,7 +427,7 @@ def _args(p: argparse.ArgumentParser) -> None:
                     ("final-cmtsolution", "final CMTSOLUTION (default: the initial)"),
                     ("stations", "STATIONS"), ("observed", "observed data folder or file"),
                     ("stationxml", "StationXML (default: *.xml beside the observed data)"),
-                    ("initial", "initial synthetics (folder of *.sem.ascii)"),
+                    ("initial", "initial synthetics (folder of *.sem.ascii or SPECFEM's synthetic.h5)"),
                     ("final", "final synthetics")):
         a.add_argument(f"--{name}", help=h)
     a.add_argument("--station", action="append", help="NET.STA (repeat; default: the stations "

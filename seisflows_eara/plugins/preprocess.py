@@ -3,7 +3,8 @@
 Data flow of `quantify_misfit` for one event (SeisFlows calls it in the event's task):
   solver DATA/CMTSOLUTION, DATA/STATIONS   -> event centroid, station list
   traces/obs (any obspy format or ASDF; StationXML beside them; io.waveforms)  -> observed
-  traces/syn (SPECFEM *.sem.ascii or any obspy format)  -> synthetics
+  traces/syn (SPECFEM *.sem.ascii, SPECFEM's ASDF synthetic.h5 + output_solver.txt, or any
+             obspy format)  -> synthetics
   (files that cannot be read become rows of the table; only missing folders stop the event)
   observed prepared once per event and stage (measure.prepare_event -> scratch/preprocess/
   prepared/<event>.stage<N>.h5, reused by every forward and on resume; redone when a processing
