@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 import obspy  # noqa: E402
 
 from seisflows_eara import params  # noqa: E402
+from seisflows_eara.commands.demo import load_kbl_pair, replicate_kbl  # noqa: E402
 from seisflows_eara.io.stations import Station  # noqa: E402
 from seisflows_eara.measure import Config, EventInfo, event_from_file, measure_event  # noqa: E402
 
@@ -51,11 +52,7 @@ SHARED = Path(os.environ.get("SEISFLOWS_EARA_SHARED", REPO.parent / "shared"))
 def _kbl():
     """The IU.KBL pair, trimmed to 70 min after the synthetic's start (surface waves at 120°)."""
     d = REPO / "tests" / "data" / "pytomo3d_darfield"
-    obs = obspy.read(str(d / "IU.KBL.obs.mseed"))
-    inv = obspy.read_inventory(str(d / "IU.KBL.xml"))
-    syn = obspy.read(str(d / "IU.KBL.syn.mseed"))
-    for tr in syn:
-        tr.stats.location = ""
+    _, _, obs, inv, syn = load_kbl_pair(d)
     syn.trim(syn[0].stats.starttime, syn[0].stats.starttime + 4200.0)
     return d, obs, inv, syn
 
@@ -143,28 +140,9 @@ def bench_many(nsta: int) -> tuple[float, int, int, int]:
 
 def _replicas(nsta: int):
     """KBL raw record, StationXML and synthetic as `nsta` stations XX.K0000... (module doc)."""
-    import copy
-    d, obs, inv, syn = _kbl()
-    ev = event_from_file(str(d / "C201009031635A.xml"))
-    ch = inv[0][0]
-    stations, by, invs, syns = [], {}, None, obspy.Stream()
-    for k in range(nsta):
-        code = f"K{k:04d}"
-        stations.append(Station("XX", code, ch.latitude, ch.longitude))
-        st = obs.copy()
-        for tr in st:
-            tr.stats.network, tr.stats.station = "XX", code
-        by[f"XX.{code}"] = st
-        i = copy.deepcopy(inv)
-        i[0].code, i[0][0].code = "XX", code
-        for c in i[0][0]:
-            c.response.instrument_sensitivity.value *= 1 + 1e-7 * k
-            c.response.response_stages[0].stage_gain *= 1 + 1e-7 * k
-        invs = i if invs is None else invs + i
-        y = syn.copy()
-        for tr in y:
-            tr.stats.network, tr.stats.station = "XX", code
-        syns += y
+    ev, stations, by, invs, syns = replicate_kbl(REPO / "tests" / "data" / "pytomo3d_darfield",
+                                                 nsta)
+    syns.trim(syns[0].stats.starttime, syns[0].stats.starttime + 4200.0)
     return ev, stations, by, invs, syns
 
 

@@ -190,19 +190,11 @@ def test_storage_bytes_against_the_real_kbl_files(tmp_path):
     measurement (105-min raw record, 6 categories): compact store, frozen measurement, table and
     prepared observed file; and the old full arrays the store replaces."""
     import pickle
-    import obspy
-    from seisflows_eara.io.stations import Station
-    from seisflows_eara.measure import Config, event_from_file, measure_event, prepare_event
+    from seisflows_eara.commands.demo import load_kbl_pair
+    from seisflows_eara.measure import Config, measure_event, prepare_event
     from seisflows_eara.measure.adjoint_store import write_adjoint_store
     from seisflows_eara.model.parametrization import INVERTED
-    d = REPO / "tests" / "data" / "pytomo3d_darfield"
-    obs = obspy.read(str(d / "IU.KBL.obs.mseed"))
-    inv = obspy.read_inventory(str(d / "IU.KBL.xml"))
-    syn = obspy.read(str(d / "IU.KBL.syn.mseed"))
-    for tr in syn:
-        tr.stats.location = ""
-    ev = event_from_file(str(d / "C201009031635A.xml"))
-    st = [Station("IU", "KBL", inv[0][0].latitude, inv[0][0].longitude)]
+    ev, st, obs, inv, syn = load_kbl_pair(REPO / "tests" / "data" / "pytomo3d_darfield")
     cfg = Config(params.defaults(), 1)
     m = measure_event(ev, st, {"IU.KBL": obs}, syn, cfg, inventory=inv)
     samples, nt = int(m.prepared.offsets[-1]), syn[0].stats.npts

@@ -4,45 +4,23 @@ from raw records and from a prepared file, on real data (Darfield IU.KBL replica
 stations, Okhotsk), also with more workers than stations."""
 from __future__ import annotations
 
-import copy
 
 import numpy as np
-import obspy
 import pytest
 
 from seisflows_eara import params
-from seisflows_eara.io.stations import Station
 from seisflows_eara.measure import (Config, measure_event, observed_parameters, prepare_event,
                                     read_prepared)
 from seisflows_eara.measure.event import worker_count
-from test_measure_prepared import _kbl, _okhotsk
+from seisflows_eara.commands.demo import replicate_kbl
+from test_measure_prepared import DARF, _okhotsk
 
 
 def _kbl_replicas(n: int):
     """IU.KBL as n stations XX.K000..: same record and synthetic, each StationXML gain scaled by
     1 + 1e-3 k and the stations moved by 2° steps in longitude (distinct responses, back azimuths,
     windows and geographic weights)."""
-    ev, sta, by, inv, syn = _kbl()
-    obs = by["IU.KBL"]
-    stations, out, invs, syns = [], {}, None, obspy.Stream()
-    for k in range(n):
-        code = f"K{k:03d}"
-        stations.append(Station("XX", code, sta[0].latitude, sta[0].longitude + 2.0 * k))
-        st = obs.copy()
-        for tr in st:
-            tr.stats.network, tr.stats.station = "XX", code
-        out[f"XX.{code}"] = st
-        i = copy.deepcopy(inv)
-        i[0].code, i[0][0].code = "XX", code
-        for c in i[0][0]:
-            c.response.instrument_sensitivity.value *= 1 + 1e-3 * k
-            c.response.response_stages[0].stage_gain *= 1 + 1e-3 * k
-        invs = i if invs is None else invs + i
-        y = syn.copy()
-        for tr in y:
-            tr.stats.network, tr.stats.station = "XX", code
-        syns += y
-    return ev, stations, out, invs, syns
+    return replicate_kbl(DARF, n, lon_step_deg=2.0, gain_step=1e-3, digits=3)
 
 
 def _same(a, b) -> None:

@@ -7,12 +7,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import obspy
 import pytest
 
 from seisflows_eara import params
-from seisflows_eara.io.stations import Station
-from seisflows_eara.measure import Config, combine_adjoint, event_from_file, measure_event
+from seisflows_eara.commands.demo import load_kbl_pair
+from seisflows_eara.measure import Config, combine_adjoint, measure_event
 from seisflows_eara.measure.adjoint_store import (AdjointStoreError, read_adjoint_store,
                                                   recombine, write_adjoint_store)
 from seisflows_eara.plugins.preprocess import EaraNzcc
@@ -83,15 +82,8 @@ def test_kbl_record_store_is_bit_identical_and_small(tmp_path):
     """The real IU.KBL record (Darfield, raw counts + StationXML, 105-min SPECFEM synthetic):
     store -> recombination equals the full arrays bit for bit, also after a pickle round trip of
     the frozen measurement, for two different W_c."""
-    obs = obspy.read(str(KBL / "IU.KBL.obs.mseed"))
-    inv = obspy.read_inventory(str(KBL / "IU.KBL.xml"))
-    syn = obspy.read(str(KBL / "IU.KBL.syn.mseed"))
-    for tr in syn:
-        tr.stats.location = ""
-    ev = event_from_file(str(KBL / "C201009031635A.xml"))
-    ch = inv[0][0]
-    m = measure_event(ev, [Station("IU", "KBL", ch.latitude, ch.longitude)], {"IU.KBL": obs}, syn,
-                      Config(params.defaults(), 1), inventory=inv)
+    ev, sta, obs, inv, syn = load_kbl_pair(KBL)
+    m = measure_event(ev, sta, {"IU.KBL": obs}, syn, Config(params.defaults(), 1), inventory=inv)
     assert m.adjoint_windows is not None and m.adjoint_windows.size == m.prepared.offsets[-1]
     path = tmp_path / "KBL.adjoint_windows.npz"
     nbytes = write_adjoint_store(path, m.prepared, m.adjoint_windows)

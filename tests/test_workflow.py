@@ -282,6 +282,17 @@ def test_simultaneous_runs_end_like_separate_launches(world, reference_run, tmp_
         assert re.search(r"^NUMBER_OF_SIMULTANEOUS_RUNS\s*=\s*1\s*$", text, re.M), ev
 
 
+def _submit_killed_at(work: Path, tmp_path: Path, kill_at: int) -> list[str]:
+    """`seisflows submit` with the stand-in SIGKILLing the master (and the running solver) at its
+    `kill_at`-th invocation; returns the simulations logged before the kill."""
+    env = {"STANDIN_KILL_AFTER": f"{tmp_path / 'count.txt'}:{kill_at}"}
+    exe = str(Path(sys.executable).with_name("seisflows"))
+    p = subprocess.run([exe, "submit"], cwd=work, capture_output=True, text=True, timeout=1200,
+                       env={**os.environ, **env}, start_new_session=True)
+    assert p.returncode != 0                       # killed
+    return _simulations(work)
+
+
 @pytest.mark.parametrize("kill_at, done, pending", [
     # stand-in invocation 16: mesher+forward x2, source adjoint x2, perturbed forward x2, forward x2,
     # kernel x2, trial mesher+forward of EV1, trial mesher of EV2, then EV2's trial solver
@@ -297,12 +308,7 @@ def test_kill_mid_line_search_and_resume_repeats_no_simulation(world, reference_
     """SIGKILL of the master (and the running solver) in the middle of a line search; `seisflows
     submit` again finishes with the same sources and model, bit for bit, repeating no simulation."""
     work = _project(world, tmp_path, 1, 2)
-    env = {"STANDIN_KILL_AFTER": f"{tmp_path / 'count.txt'}:{kill_at}"}
-    exe = str(Path(sys.executable).with_name("seisflows"))
-    p = subprocess.run([exe, "submit"], cwd=work, capture_output=True, text=True, timeout=1200,
-                       env={**os.environ, **env}, start_new_session=True)
-    assert p.returncode != 0                       # killed
-    sims = _simulations(work)
+    sims = _submit_killed_at(work, tmp_path, kill_at)
     assert done in sims
     assert not any(s.startswith(pending) for s in sims)
     _seisflows(["submit"], work)
@@ -474,7 +480,7 @@ def test_keep_parameters_keep_the_files_and_change_nothing(world, reference_run,
 @pytest.mark.parametrize("kill_at, done, pending, cleaned", [
     # invocation 13: EV1's trial mesher, after the kernel step's and the direction's cleanups
     pytest.param(13, "stage1/structure01/kernel EV2 kernel", "stage1/structure01/trial_forward",
-                 True, id="after-cleanup"),
+                 True, id="after-cleanup", marks=pytest.mark.slow),
     # invocation 11: EV1's kernel run; the wavefields must survive for its repetition
     pytest.param(11, "stage1/structure01/forward EV2 forward", "stage1/structure01/kernel",
                  False, id="mid-kernel", marks=pytest.mark.slow),
@@ -484,12 +490,7 @@ def test_kill_around_cleanup_and_resume_ends_bit_identical(world, reference_run,
     """SIGKILL after a cleanup (or before the one whose files the repeated task needs), `seisflows
     submit` again: bit-identical to the uninterrupted run, no simulation repeated, cleaned alike."""
     work = _project(world, tmp_path, 1, 2)
-    env = {"STANDIN_KILL_AFTER": f"{tmp_path / 'count.txt'}:{kill_at}"}
-    exe = str(Path(sys.executable).with_name("seisflows"))
-    p = subprocess.run([exe, "submit"], cwd=work, capture_output=True, text=True, timeout=1200,
-                       env={**os.environ, **env}, start_new_session=True)
-    assert p.returncode != 0                       # killed
-    sims = _simulations(work)
+    sims = _submit_killed_at(work, tmp_path, kill_at)
     assert done in sims and not any(s.startswith(pending) for s in sims)
     for ev in TRUE_EVENTS:
         assert bool(_wavefields(work, ev)) is not cleaned, ev

@@ -98,6 +98,32 @@ def load_kbl_pair(folder: Path):
     return ev, [Station("IU", "KBL", ch.latitude, ch.longitude, ch.elevation)], obs, inv, syn
 
 
+def replicate_kbl(folder: Path, n: int, lon_step_deg: float = 0.0, gain_step: float = 1e-7,
+                  digits: int = 4):
+    """The IU.KBL pair as n stations XX.K0000.. (tests and benchmarks at many stations): the same
+    record and synthetic, replica k's StationXML gain scaled by 1 + gain_step·k (no two share a
+    cached response evaluation) and moved k·lon_step_deg east. Returns (event, stations,
+    {"XX.K..": raw observed}, inventory, synthetics)."""
+    import copy
+    ev, sta, obs, inv, syn = load_kbl_pair(folder)
+    stations, by, invs, syns = [], {}, None, obspy.Stream()
+    for k in range(n):
+        code = f"K{k:0{digits}d}"
+        stations.append(Station("XX", code, sta[0].latitude, sta[0].longitude + lon_step_deg * k))
+        st, y = obs.copy(), syn.copy()
+        for tr in st + y:
+            tr.stats.network, tr.stats.station = "XX", code
+        by[f"XX.{code}"] = st
+        i = copy.deepcopy(inv)
+        i[0].code, i[0][0].code = "XX", code
+        for c in i[0][0]:
+            c.response.instrument_sensitivity.value *= 1 + gain_step * k
+            c.response.response_stages[0].stage_gain *= 1 + gain_step * k
+        invs = i if invs is None else invs + i
+        syns += y
+    return ev, stations, by, invs, syns
+
+
 def _darfield(data: Path, values: dict, out: Path, say: Progress) -> dict[int, pd.DataFrame]:
     from seisflows_eara.assess.figures import waveform_comparison
     ev, sta, obs, inv, syn = load_kbl_pair(data / "pytomo3d_darfield")
