@@ -215,7 +215,11 @@ class EaraGlobe(EaraParameters, SolverCompat, Specfem3DGlobe):
                            export_kernels: str | bool = False,
                            adjoint_sources: str | None = None) -> None:
         """SIMULATION_TYPE 3 with the adjoint sources in `adjoint_sources` (default traces/adj);
-        all kernel files of the run, the Hessian included, are moved to `save_kernels`."""
+        all kernel files of the run, the Hessian included, are moved to `save_kernels`. The saved
+        forward wavefields stay for a repeated kernel run: the workflow removes them once this step
+        is recorded done (`keep_wavefields`, saved_wavefield_files); SeisFlows' `prune_scratch` is
+        not used here (2.3.1's pattern names no SPECFEM3D_GLOBE file, and removing them before the
+        step is recorded would break a resumed kernel run)."""
         self._prepare_adjoint(adjoint_sources)
         self._set_par(SIMULATION_TYPE="3", SAVE_FORWARD=".false.", ANISOTROPIC_KL=".true.",
                       SAVE_TRANSVERSE_KL_ONLY=".true.", APPROXIMATE_HESS_KL=".true.")
@@ -223,9 +227,6 @@ class EaraGlobe(EaraParameters, SolverCompat, Specfem3DGlobe):
         self._run_and_collect(self._binaries[3], "kernel.log",
                               os.path.join(local, "proc*_reg?_*_kernel.bin"), save_kernels,
                               export_kernels)
-        if self.prune_scratch:
-            for f in glob.glob(os.path.join(local, "proc*_reg?_absorb_buffer.bin")):
-                os.remove(f)
 
     def source_adjoint_simulation(self, save_frechet: str,
                                   adjoint_sources: str | None = None) -> None:
