@@ -310,12 +310,20 @@ def test_source_inversion_greece_large_rotation(provider, tmp_path):
 
 
 def test_extrapolated_misfit_when_records_end_at_the_measurement_axis(provider, darfield):
-    """Observed as long as the synthetics: the measurement axis is the whole synthetic record, so
-    the core cannot delay the raw trace (no extrapolation); the eq. (B3) misfit is
-    still defined (the processed record is zero beyond its ends) and matches at Δ = 0."""
+    """Synthetics that end where the measurement axis ends (the axis covers only the span the
+    windows can use, so the records are first cut to it): the core cannot delay the raw trace (no
+    extrapolation); the eq. (B3) misfit is still defined (the processed record is zero beyond its
+    ends) and matches at Δ = 0."""
     setup = Setup(provider, darfield, _ring(darfield, (20.0,), 90))
     syn = setup.forward(darfield)
+    first = setup.measure(darfield, syn).prepared
+    axes = first.axes
+    for k, ax in axes.items():
+        st = first.stations[k]
+        for tr in syn.select(network=st.network, station=st.station):
+            tr.trim(ax.starttime, ax.starttime + ax.dt * (ax.npts - 1))
     m = setup.measure(darfield, syn)
+    assert all(ax.npts >= 0.9 * axes[k].npts for k, ax in m.prepared.axes.items())
     with pytest.raises(ValueError, match="not inside the record"):
         m.prepared.misfit(syn, time_shift=3.0)
     em = ExtrapolatedMisfit(m.prepared, syn, syn, 0.01, (-5.0, 5.0))
