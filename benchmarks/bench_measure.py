@@ -170,15 +170,14 @@ def _layout_before():
     """The observed chain as it was before issue 18 item 2 (the whole record, at the record's
     rate, float64): to measure the prepared file's bytes per station before."""
     import seisflows_eara.measure.event as E
-    saved = E.prepare_observed, E._windowable_span, E.BAND_DTYPE
+    saved = E.prepare_observed, E._windowable_span
     po = E.prepare_observed
     E.prepare_observed = lambda *a, **k: po(*a, **dict(k, target_rate=None))
     E._windowable_span = lambda *a: None
-    E.BAND_DTYPE = np.float64
     try:
         yield
     finally:
-        E.prepare_observed, E._windowable_span, E.BAND_DTYPE = saved
+        E.prepare_observed, E._windowable_span = saved
 
 
 def _timed(fn):

@@ -61,10 +61,6 @@ STATION_BLOCK = 128
 #: samples kept beyond the end of the windowable span (the interpolation onto the axis reads
 #: two neighbours of each sample: the same numbers as on the whole record)
 TRIM_MARGIN = 4
-#: sample type of the band-passed observed records (both paths; prepared files store them so).
-#: float32 would halve the prepared files (7 significant digits, far below the data's noise) but
-#: moves the chain 1e-8 away from a float64 computation; kept float64
-BAND_DTYPE = np.float64
 
 
 @dataclass(frozen=True)
@@ -390,14 +386,12 @@ def _observe_bands(u: _Unit, inv: Inventory | None, baz: float, cfg: Config,
     """The observed side of one unit as both paths use it (prepare_event stores exactly this;
     measure_event from raw records computes it in memory): `_observe`, the band-pass of each band
     of the stage over the whole record, then each band cut after the end of `span`
-    (`_windowable_span`) plus TRIM_MARGIN samples (BAND_DTYPE). Returns (band -> Z/R/T Stream, masked spans, notes)."""
+    (`_windowable_span`) plus TRIM_MARGIN samples, in float64 (float32 would halve prepared files
+    but move the chain 1e-8 from a float64 computation). Returns (band -> Z/R/T Stream, masked
+    spans, notes)."""
     o, spans, notes = _observe(u, inv, baz, cfg, declared_displacement, misorientation_deg)
     bands = {b: _trim(bandpass_stream(o, cfg.band(b), cfg["filter_corners"]), span)
              for b in BANDS}
-    if BAND_DTYPE != np.float64:
-        for st in bands.values():
-            for tr in st:
-                tr.data = tr.data.astype(BAND_DTYPE)
     return bands, spans, notes
 
 
