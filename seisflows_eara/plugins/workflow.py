@@ -262,19 +262,15 @@ class EaraInversion(EaraParameters, WorkflowCompat, Inversion):
                 if not v["keep_frozen_measurements"]:
                     fwd = step.sibling("forward").key.replace("/", "_")
                     pre = self.preprocess
-                    for event in self.solver.source_names:
+                    removed += _remove_files(
+                        f for event in self.solver.source_names
                         for f in (pre.prepared_file(fwd, event), pre.adjoint_store_file(fwd, event),
-                                  pre.adjoint_parts_file(fwd, event)):
-                            if os.path.exists(f):
-                                removed += os.path.getsize(f)
-                                os.remove(f)
+                                  pre.adjoint_parts_file(fwd, event)))
             elif step.task == "kernel":
                 for event in self.solver.source_names:
                     with self.solver.for_event(event):
                         files = self.solver.saved_wavefield_files()
-                    for f in files:
-                        removed += os.path.getsize(f)
-                        os.remove(f)
+                    removed += _remove_files(files)
             else:
                 removed = _remove_tree(self.kernels_path(step.sibling("kernel")))
         if removed:
@@ -588,6 +584,16 @@ def _trial_key(info: dict) -> str:
     """Which trial of a structure iteration a direction record describes (retries change it)."""
     return json.dumps([info["direction"], info["trial_model"], float(info["trial_step"]),
                        int(info.get("retries", 0))])
+
+
+def _remove_files(paths) -> int:
+    """Remove the files of `paths` that exist; the bytes they held."""
+    size = 0
+    for f in paths:
+        if os.path.exists(f):
+            size += os.path.getsize(f)
+            os.remove(f)
+    return size
 
 
 def _remove_tree(path: str) -> int:
