@@ -120,7 +120,7 @@ def test_parallel_adjoint_blocks_equal_serial(monkeypatch):
     cfg = Config(params.defaults(), 1)
     serial = measure_event(ev, sta, by, syn, cfg, inventory=inv)
     par = measure_event(ev, sta, by, syn, cfg, inventory=inv, workers=2)
-    assert "_call_adjoint_by_category" in calls
+    assert "_call_adjoint_sources" in calls
     _same(serial, par)
     a, b = serial.adjoint_by_category, par.adjoint_by_category
     assert list(a) == list(b) and all(list(a[c]) == list(b[c]) for c in a)

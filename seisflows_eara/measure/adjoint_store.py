@@ -10,8 +10,8 @@ measurement, PreparedEvent, pickled beside it; the store carries a digest of tha
 store is never placed with another measurement's windows.
 
 Recombination runs the same code on the same numbers as the measurement did
-(PreparedEvent.adjoint_by_category, then combine_adjoint), so its adjoint sources are bit-identical
-to those of the full arrays. (A zero window adds +0.0 to sums that start at +0.0: x + 0.0 = x for
+(PreparedEvent.adjoint_sources), so its adjoint sources are bit-identical to the forward's and to
+combine_adjoint of the full per-category arrays. (A zero window adds +0.0 to sums that start at +0.0: x + 0.0 = x for
 every x but −0.0, which such sums never hold.)
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from seisflows_eara.io.atomic import atomic_open
-from seisflows_eara.measure.event import PreparedEvent, combine_adjoint
+from seisflows_eara.measure.event import PreparedEvent
 from seisflows_eara.windows.ragged import segment_sums
 
 #: version of the .npz layout below
@@ -95,5 +95,5 @@ def recombine(path: str | os.PathLike, prepared: PreparedEvent, wc: dict[str, fl
               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Σ_c W_c · (adjoint of category c) per station with the categorical weights `wc` (eq. 3),
     from the store: (adjoint (3, npts) N, E, Z per station, solver time axes)."""
-    by_category = prepared.adjoint_by_category(read_adjoint_store(path, prepared))
-    return combine_adjoint(by_category, wc, prepared.solver_times)
+    adjoint = prepared.adjoint_sources(read_adjoint_store(path, prepared), wc)
+    return adjoint, {code: prepared.solver_times[code] for code in adjoint}

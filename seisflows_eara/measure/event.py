@@ -140,7 +140,6 @@ class EventMeasurement:
     adjoint: dict[str, np.ndarray]            # "NET.STA" -> (3, npts) N, E, Z on solver axis
     adjoint_times: dict[str, np.ndarray]      # "NET.STA" -> solver time axis (s after centroid)
     prepared: "PreparedEvent | None" = None
-    adjoint_by_category: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     #: (code, band) -> (times, observed (3, n) Z/R/T, synthetic (3, n)) when keep_processed
     processed: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict)
@@ -149,6 +148,14 @@ class EventMeasurement:
     #: flat per-window adjoint sources × W_es W_w (windows end to end, prepared.offsets): what
     #: adjoint_by_category sums; stored compactly by measure.adjoint_store
     adjoint_windows: np.ndarray | None = None
+
+    @property
+    def adjoint_by_category(self) -> dict[str, dict[str, np.ndarray]]:
+        """The adjoint sources per category before W_c (eq. 3), per station: made on demand from
+        the window adjoints (a forward needs only their W_c sum, `adjoint`)."""
+        if self.prepared is None or self.adjoint_windows is None or not self.prepared.nwin:
+            return {}
+        return self.prepared.adjoint_by_category(self.adjoint_windows)
 
 
 def _row(event, st: Station, **kw) -> dict:
@@ -522,19 +529,37 @@ def _windows(u: int, unit: _Unit, axis: TimeAxis, spans: list, geo: _Geometry, c
     return out
 
 
-def _measure_and_weigh(p: "PreparedEvent", S: np.ndarray, snr: np.ndarray, units: list[_Unit],
-                       cfg: Config) -> dict[str, np.ndarray]:
-    """Stages 6-7 (measure, weight) on the flat window segments: NZCC and its adjoint (or the
-    `misfit` alternative), CC and δt, quality W_w = f1 f2 f3, categorical W_c, geographic W_es
-    (SPEC §4, Table 1, Appendix A), the window misfit W_c W_es W_w χ (eq. 2) and the reason of
-    each window rejected here. Freezes W_es W_w and the categories in `p`."""
-    v = cfg.values
-    nz_chi, adj = nzcc_misfit_and_adjoint(S, p.U, p.taper, p.dt, offsets=p.offsets)
+def _window_measurements(S: np.ndarray, U: np.ndarray, wdata: Sequence[_WindowData],
+                         cfg: Config) -> dict[str, np.ndarray]:
+    """Stage 6 on flat window segments S, U (windows `wdata`, end to end): NZCC χ and its adjoint
+    (SPEC §4; or the `misfit` alternative's, pyadjoint), CC and its lag in samples. Each
+    window's numbers are its own, whichever windows are measured with it (tests/test_measure.py):
+    jobs of any stations concatenate to the event's result."""
+    lengths = np.array([d.i1 - d.i0 for d in wdata], dtype=np.int64)
+    offsets = offsets_from_lengths(lengths)
+    taper = tukey_tapers(lengths, cfg["window_taper_fraction"])
+    dt = 1.0 / cfg["sampling_rate"]
+    nz_chi, adj = nzcc_misfit_and_adjoint(S, U, taper, dt, offsets=offsets)
     chi = nz_chi
-    if v["misfit"] != "nzcc":      # same windows and weights, another misfit (pyadjoint)
-        chi, adj = p.other_misfit(S)
-    cc, lag = cc_and_lag(S, p.U, p.lengths, taper=p.taper)
-    dt_shift = lag * p.dt
+    if cfg["misfit"] != "nzcc":      # same windows and weights, another misfit (pyadjoint)
+        from seisflows_eara.misfit.alternatives import pyadjoint_misfit_and_adjoint
+        bands = [cfg.band(d.window.band) for d in wdata]
+        chi, adj = pyadjoint_misfit_and_adjoint(
+            S, U, lengths, dt, cfg["misfit"], np.array([b.min_period for b in bands]),
+            np.array([b.max_period for b in bands]), cfg["window_taper_fraction"])
+    cc, lag = cc_and_lag(S, U, lengths, taper=taper)
+    return dict(nz_chi=nz_chi, chi=chi, adjoint=adj, cc=cc, lag=lag)
+
+
+def _weigh(p: "PreparedEvent", m: dict[str, np.ndarray], snr: np.ndarray, units: list[_Unit],
+           cfg: Config) -> dict[str, np.ndarray]:
+    """Stage 7 on the event's window measurements `m` (_window_measurements): quality W_w =
+    f1 f2 f3, categorical W_c, geographic W_es (SPEC §4, Table 1, Appendix A), the window misfit
+    W_c W_es W_w χ (eq. 2) and the reason of each window rejected here. Freezes W_es W_w and the
+    categories in `p`."""
+    v = cfg.values
+    nz_chi, chi = m["nz_chi"], m["chi"]
+    cc, dt_shift = m["cc"], m["lag"] * p.dt
     f1, f2, f3, wq = quality_weight(cc, snr, dt_shift, tuple(v["quality_cc"]),
                                     tuple(v["quality_snr"]), tuple(v["quality_dt"]))
     wq = np.where(np.isfinite(nz_chi) & np.isfinite(chi), wq, 0.0)
@@ -565,7 +590,7 @@ def _measure_and_weigh(p: "PreparedEvent", S: np.ndarray, snr: np.ndarray, units
             why.append("")
     return dict(nzcc=1.0 - nz_chi, cc_max=cc, dt=dt_shift, snr_db=snr, f_cc=f1, f_snr=f2,
                 f_dt=f3, w_quality=wq, w_category=wc, w_geographic=wg, weight=weight,
-                misfit=contrib, reason=np.array(why, dtype=object), adjoint=adj)
+                misfit=contrib, reason=np.array(why, dtype=object))
 
 
 def _window_table(event: EventInfo, p: "PreparedEvent", q: dict[str, np.ndarray],
@@ -621,7 +646,8 @@ class _UnitsJob:
 @dataclass
 class _UnitsPart:
     """What `_measure_units` returns for a job: rows, windows (station index = global unit
-    index), axes, solver grids, notes, flat window segments and SNRs, processed traces."""
+    index), axes, solver grids, notes, flat window segments, SNRs and measurements
+    (_window_measurements), processed traces."""
     count: int
     rows: list[dict]
     wdata: list[_WindowData]
@@ -632,12 +658,13 @@ class _UnitsPart:
     syn: list[np.ndarray]
     snr: list[np.ndarray]
     keep: dict
+    measured: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _measure_units(job: _UnitsJob) -> _UnitsPart:
-    """Stages 3-5 and the batched filters of a run of units (a process-pool task of
-    measure_event, or all units serially): process, window, measure STATION_BLOCK stations at a
-    time; window indices are global, so the parts of consecutive jobs concatenate."""
+    """Stages 3-6 of a run of units (a process-pool task of measure_event, or a run of the serial
+    loop): process, window, filter STATION_BLOCK stations at a time, measure the windows; window
+    indices are global, so the parts of consecutive jobs concatenate."""
     event, geo, cfg, prepared = job.event, job.geo, job.cfg, job.prepared
     out = _UnitsPart(len(job.units), [], [], {}, {}, {}, [], [], [], {})
     keep: dict | None = {} if job.keep_processed else None
@@ -686,30 +713,33 @@ def _measure_units(job: _UnitsJob) -> _UnitsPart:
                 flush()
         flush()
     out.keep = keep or {}
+    if out.wdata:
+        out.obs, out.syn, out.snr = ([np.concatenate(x)] for x in (out.obs, out.syn, out.snr))
+        out.measured = _window_measurements(out.syn[0], out.obs[0], out.wdata, cfg)
     return out
 
 
-def _adjoint_by_category(p: "PreparedEvent", adj: np.ndarray, workers: int
-                         ) -> dict[str, dict[str, np.ndarray]]:
-    """p.adjoint_by_category(adj), with workers > 1 its blocks of STATION_BLOCK stations in a
-    process pool: each block is the same call on the part of `p` holding that block's windows
-    (the serial call's block, so the same numbers), and the blocks' dicts join in block order.
-    Serial when there is one block, or when a station's units fall in two blocks (the serial call
-    then adds them in an order the join would not reproduce)."""
-    stations = np.unique(p.station_index)
-    if worker_count(workers) <= 1 or stations.size <= STATION_BLOCK:
-        return p.adjoint_by_category(adj)
-    blocks = [stations[b:b + STATION_BLOCK] for b in range(0, stations.size, STATION_BLOCK)]
+def _adjoint_sources(p: "PreparedEvent", adj: np.ndarray, wc: dict[str, float], workers: int
+                     ) -> dict[str, np.ndarray]:
+    """p.adjoint_sources(adj, wc) (eq. 3); with workers > 1 runs of stations in a process pool
+    (_in_order, JOBS_PER_WORKER runs per worker), each the same call on the part of `p` holding that run's windows, so each
+    worker returns one array per station. The same numbers: a station's array does not depend on
+    the run it is in (PreparedEvent._adjoint_run). Serial when a station code's units are not
+    adjacent (they would fall in two runs)."""
+    workers = worker_count(workers)
+    nsta = np.unique(p.station_index).size
+    runs = p.station_runs(max(1, -(-nsta // (JOBS_PER_WORKER * workers))))
+    if workers <= 1 or len(runs) <= 1:
+        return p.adjoint_sources(adj, wc)
     owner: dict[str, int] = {}
-    for j, blk in enumerate(blocks):
-        for u in blk:
+    for j, run in enumerate(runs):
+        for u in run:
             if owner.setdefault(p.stations[u].code, j) != j:
-                return p.adjoint_by_category(adj)
-    jobs = (_adjoint_part(p, adj, blk) for blk in blocks)
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for part in _in_order(_call_adjoint_by_category, jobs, workers):
-        for cat, per in part.items():
-            out.setdefault(cat, {}).update(per)
+                return p.adjoint_sources(adj, wc)
+    out: dict[str, np.ndarray] = {}
+    jobs = (_adjoint_part(p, adj, run) + (wc,) for run in runs)
+    for part in _in_order(_call_adjoint_sources, jobs, workers):
+        out.update(part)
     return out
 
 
@@ -735,9 +765,9 @@ def _adjoint_part(p: "PreparedEvent", adj: np.ndarray, block: np.ndarray) -> tup
     return sub, adj[p.offsets[i0]:p.offsets[i1]]
 
 
-def _call_adjoint_by_category(job: tuple) -> dict:
-    sub, adj = job
-    return sub.adjoint_by_category(adj)
+def _call_adjoint_sources(job: tuple) -> dict[str, np.ndarray]:
+    sub, adj, wc = job
+    return sub.adjoint_sources(adj, wc)
 
 
 def worker_count(workers: int) -> int:
@@ -771,14 +801,15 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     `prepared` (measure.prepared, read with the current parameters) replaces `observed`,
     `inventory` and `file_notes`: the observed side was done once; the table is the same.
     `progress(done, total)` is called as units are processed (log_progress logs it).
-    `workers` > 1 (0: every core, `worker_count`) processes runs of units in that many processes
-    (concurrent.futures, at most 2 x workers runs in flight, each given only its own synthetics
-    and responses); the parts are joined in unit order, so the result is the serial one.
+    `workers` > 1 (0: every core, `worker_count`) processes runs of units, then the adjoint
+    sources of runs of stations, in that many processes (_in_order: a concurrent.futures pool
+    and this process; each job given only its own synthetics and responses); the parts are
+    joined in unit order and each window's numbers are its own, so the result is the serial one.
 
     Stages, each rule in one place: read (io.waveforms, `file_notes`) -> select (_select,
     measure.selection) -> QC and process (_process, measure.qc, processing) -> window (_windows)
     -> measure (_measure_block: batched filters, NZCC, CC, SNR) -> weight (quality, categorical,
-    geographic) -> adjoint (PreparedEvent.adjoint_by_category, combine_adjoint).
+    geographic) -> adjoint (PreparedEvent.adjoint_sources: eq. 3 per station, runs of stations in the pool).
     Stations are processed STATION_BLOCK at a time and only the window segments are kept: memory
     grows with the number of window samples, not with stations × record length."""
     v = cfg.values
@@ -801,7 +832,8 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     n = len(units)
     workers = worker_count(workers)
     # runs of units: STATION_BLOCK (serial: progress after each), smaller to feed every worker
-    size = max(1, min(STATION_BLOCK, -(-n // (2 * workers)))) if workers > 1 else STATION_BLOCK
+    size = max(1, min(STATION_BLOCK, -(-n // (JOBS_PER_WORKER * workers)))) if workers > 1 \
+        else STATION_BLOCK
     jobs = (_UnitsJob(u0, units[u0:u0 + size],
                       {_key(x.station): syn_by[_key(x.station)] for x in units[u0:u0 + size]},
                       {_key(x.station): inv_by.get(_key(x.station)) for x in units[u0:u0 + size]
@@ -817,6 +849,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     obs_parts: list[np.ndarray] = []
     syn_parts: list[np.ndarray] = []
     snr_parts: list[np.ndarray] = []
+    measured: list[dict[str, np.ndarray]] = []
     keep: dict | None = {} if keep_processed else None
     if progress is not None:
         progress(0, n)
@@ -830,6 +863,8 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         obs_parts += part.obs
         syn_parts += part.syn
         snr_parts += part.snr
+        if part.measured:
+            measured.append(part.measured)
         if keep is not None:
             keep.update(part.keep)
         done += part.count
@@ -849,16 +884,19 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     win_table = None
     if nwin:
         p = prepared
-        q = _measure_and_weigh(p, S, np.concatenate(snr_parts), units, cfg)
+        q = _weigh(p, {k: np.concatenate([x[k] for x in measured]) for k in measured[0]},
+                   np.concatenate(snr_parts), units, cfg)
         win_table = _window_table(event, p, q, units, axes, geo, unit_notes, cfg, iteration, step)
-        # ---- adjoint (eq. 3): W_es W_w per window, per category; W_c in combine_adjoint
-        adj = q.pop("adjoint")
+        # ---- adjoint (eq. 3): W_es W_w per window; W_c per category in adjoint_sources
+        adj = np.concatenate([x["adjoint"] for x in measured])
+        measured.clear()
         adj *= per_sample(q["w_quality"] * q["w_geographic"], p.offsets)
-        by_cat = _adjoint_by_category(prepared, adj, workers)
         misfit = float(q["misfit"].sum())
-        wc, cats_w = q["w_category"], p.categories
+        wc, cats = q["w_category"], p.categories
+        adjoint = _adjoint_sources(prepared, adj, {c: float(wc[cats == c][0])
+                                                   for c in np.unique(cats)}, workers)
     else:
-        by_cat, misfit, wc, cats_w, adj = {}, 0.0, np.zeros(0), np.array([]), np.zeros(0)
+        misfit, adj, adjoint = 0.0, np.zeros(0), {}
     prepared.synthetic = S      # the measured synthetics' window segments (line searches, SPEC §6)
     del S
     for r in rows:
@@ -866,8 +904,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     parts = ([pd.DataFrame(rows, columns=COLUMNS)] if rows else []) + \
         ([win_table] if win_table is not None else [])
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame([], columns=COLUMNS)
-    wc_map = {c: float(wc[cats_w == c][0]) for c in np.unique(cats_w)} if nwin else {}
-    adjoint, times = combine_adjoint(by_cat, wc_map, prepared.solver_times)
+    times = {code: prepared.solver_times[code] for code in adjoint}
     provenance: dict[str, list[str]] = {}
     for u in axes:   # every measured station gets a (possibly zero) adjoint source
         code = units[u].station.code
@@ -881,8 +918,8 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         code = units[u].station.code
         key = f"{code}.{units[u].location}" if code in shared else code
         processed[(key, band_name)] = (axes[u].times, obs_b, syn_b)
-    return EventMeasurement(table, misfit, adjoint, times, prepared, by_cat, processed, provenance,
-                            adj)
+    return EventMeasurement(table, misfit, adjoint, times, prepared, processed=processed,
+                            provenance=provenance, adjoint_windows=adj)
 
 
 def observed_parameters(cfg: Config, misorientation: dict[str, float] | None = None,
@@ -965,20 +1002,41 @@ def _prepare_unit(job: tuple) -> ObservedUnit:
     return pu
 
 
+#: jobs per worker process a parallel stage is cut into (the pool's share and this process's
+#: balance out over them)
+JOBS_PER_WORKER = 4
+
+
+class _Done:
+    """A job this process ran itself, in the queue of futures."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def done(self) -> bool:
+        return True
+
+    def result(self):
+        return self.value
+
+
 def _in_order(fn: Callable, jobs, workers: int):
-    """fn(job) for each job, in order; with workers > 1 in a process pool, at most 2 × workers
-    jobs in flight (memory bounded by them, not by the event); 0: every core (worker_count)."""
+    """fn(job) for each job, in order; with workers > 1 by a pool of workers − 1 processes and
+    this one: a job goes to the pool while it has fewer than two per process running or queued,
+    else this process runs it (its result is not pickled). At most 3 × workers results wait to
+    be taken (memory bounded by them, not by the event); 0: every core (worker_count)."""
     workers = worker_count(workers)
     if workers <= 1:
         yield from map(fn, jobs)
         return
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers - 1) as pool:
         pending: deque = deque()
         for job in jobs:
-            pending.append(pool.submit(fn, job))
-            if len(pending) >= 2 * workers:
+            busy = sum(not f.done() for f in pending)
+            pending.append(pool.submit(fn, job) if busy < 2 * (workers - 1) else _Done(fn(job)))
+            while pending and (pending[0].done() or len(pending) >= 3 * workers):
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
@@ -1037,10 +1095,11 @@ def _prepared_observed(prepared: "PreparedObserved", unit: _Unit
 
 def combine_adjoint(by_category: dict[str, dict[str, np.ndarray]], wc: dict[str, float],
                     solver_times: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """Σ_c W_c · (adjoint of category c) per station (eq. 3). Returns (adjoint, times)."""
+    """Σ_c W_c · (adjoint of category c) per station (eq. 3), the categories in name order
+    (the same sum however the dict was built). Returns (adjoint, times)."""
     adjoint, times = {}, {}
-    for cat, per_station in by_category.items():
-        for code, a in per_station.items():
+    for cat in sorted(by_category):
+        for code, a in by_category[cat].items():
             if code not in adjoint:
                 adjoint[code] = np.zeros_like(a)
                 times[code] = solver_times[code]
@@ -1223,12 +1282,48 @@ class PreparedEvent:
         """Re-measure the frozen windows on new synthetics (N/E/Z Stream)."""
         return self.misfit_from_segments(self.segments(synthetics, time_shift))
 
+    def station_runs(self, size: int) -> list[np.ndarray]:
+        """The station indices with windows in runs of `size` (the last ones shorter; a run is
+        longer where it would split the units of one station code, which then stay together)."""
+        stations = np.unique(self.station_index)
+        codes = [self.stations[u].code for u in stations]
+        out, start = [], 0
+        for j in range(1, stations.size + 1):
+            if j == stations.size or (j - start >= size and codes[j] != codes[j - 1]):
+                out.append(stations[start:j])
+                start = j
+        return out
+
     def adjoint_by_category(self, adj: np.ndarray, seg_syn: dict | None = None
                             ) -> dict[str, dict[str, np.ndarray]]:
         """Window adjoint sources (flat, already × W_es W_w) -> per category, per station, (3, npts)
-        N, E, Z on the solver time axis: summed on the processed axis, filtered again (the
-        zero-phase filter is its own adjoint), interpolated back, rotated R, T -> N, E.
-        (`seg_syn` is not used: kept for callers of the earlier signature.)
+        N, E, Z on the solver time axis (`_adjoint_run`, STATION_BLOCK stations at a time).
+        (`seg_syn` is not used: kept for callers of the earlier signature.)"""
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for run in self.station_runs(STATION_BLOCK):
+            for cat, per in self._adjoint_run(adj, run).items():
+                into = out.setdefault(cat, {})
+                for code, a in per.items():
+                    into[code] = into[code] + a if code in into else a
+        return out
+
+    def adjoint_sources(self, adj: np.ndarray, wc: dict[str, float]) -> dict[str, np.ndarray]:
+        """Σ_c W_c · (adjoint of category c) per station (eq. 3; combine_adjoint of
+        adjoint_by_category), STATION_BLOCK stations at a time: only one run's per-category
+        arrays are held. A station's array is the same whichever run it is in."""
+        out: dict[str, np.ndarray] = {}
+        for run in self.station_runs(STATION_BLOCK):
+            part, _ = combine_adjoint(self._adjoint_run(adj, run), wc, self.solver_times)
+            for code, a in part.items():
+                out[code] = out[code] + a if code in out else a
+        return out
+
+    def _adjoint_run(self, adj: np.ndarray, stations: np.ndarray
+                     ) -> dict[str, dict[str, np.ndarray]]:
+        """adjoint_by_category for the windows of `stations`: summed on the processed axis,
+        filtered again (the zero-phase filter is its own adjoint), interpolated back, rotated
+        R, T -> N, E. Each station's terms are added in the order of its windows, so its arrays do
+        not depend on which other stations share the run.
 
         The reverse of the forward chain, many traces per call: resampling onto the axis (its
         transpose: back onto the solver grid, zero outside the axis; adjoint sources are densities
@@ -1236,47 +1331,49 @@ class PreparedEvent:
         obspy's zero-phase filter is R L R L; one obspy.signal.filter.bandpass call per block of
         equal solver grids), rotation (orthogonal), taper and demean (x -> taper · (x − mean x))."""
         v = self.cfg.values
+        # (category, station, band, component) -> window adjoints summed on the axis
+        rows: dict[tuple[str, int, str, int], np.ndarray] = {}
+        for i in np.flatnonzero(np.isin(self.station_index, stations)):
+            d = self.windows[i]
+            key = (d.window.category, d.station, d.window.band, "ZRT".index(d.window.component))
+            if key not in rows:
+                rows[key] = np.zeros(self.axes[d.station].npts)
+            rows[key][d.i0:d.i1] += adj[self.offsets[i]:self.offsets[i + 1]]
+        # onto the solver grids, grouped by (band, grid) for the filter
+        groups: dict[tuple[str, float, int], list] = {}
+        axis_times: dict[int, np.ndarray] = {}
+        for key, row in rows.items():
+            k = key[1]
+            times = self.solver_times[self.stations[k].code]
+            if k not in axis_times:
+                axis_times[k] = self.axes[k].times
+            dts = float(times[1] - times[0])
+            groups.setdefault((key[2], dts, times.size), []).append(
+                (key, np.interp(times, axis_times[k], row, left=0.0, right=0.0)))
+        filtered: dict[tuple[str, int, str, int], tuple[np.ndarray, np.ndarray]] = {}
+        for (band_name, dts, npts), members in groups.items():
+            band = self.cfg.band(band_name)
+            data = bandpass(np.stack([m[1] for m in members]), band.freqs[0], band.freqs[1],
+                            df=Trace(header=dict(delta=dts)).stats.sampling_rate,
+                            corners=v["filter_corners"], zerophase=True, axis=-1)
+            taper = _solver_taper(npts, dts, v["taper_fraction"])
+            filtered.update({key: (y, taper) for (key, _), y in zip(members, data)})
         out: dict[str, dict[str, np.ndarray]] = {}
-        stations = np.unique(self.station_index)
-        for b in range(0, stations.size, STATION_BLOCK):
-            # (category, station, band, component) -> window adjoints summed on the axis
-            rows: dict[tuple[str, int, str, int], np.ndarray] = {}
-            for i in np.flatnonzero(np.isin(self.station_index, stations[b:b + STATION_BLOCK])):
-                d = self.windows[i]
-                key = (d.window.category, d.station, d.window.band, "ZRT".index(d.window.component))
-                if key not in rows:
-                    rows[key] = np.zeros(self.axes[d.station].npts)
-                rows[key][d.i0:d.i1] += adj[self.offsets[i]:self.offsets[i + 1]]
-            # onto the solver grids, grouped by (band, grid) for the filter
-            groups: dict[tuple[str, float, int], list] = {}
-            axis_times: dict[int, np.ndarray] = {}
-            for key, row in rows.items():
-                k = key[1]
-                times = self.solver_times[self.stations[k].code]
-                if k not in axis_times:
-                    axis_times[k] = self.axes[k].times
-                dts = float(times[1] - times[0])
-                groups.setdefault((key[2], dts, times.size), []).append(
-                    (key, np.interp(times, axis_times[k], row, left=0.0, right=0.0)))
-            for (band_name, dts, npts), members in groups.items():
-                band = self.cfg.band(band_name)
-                data = bandpass(np.stack([m[1] for m in members]), band.freqs[0], band.freqs[1],
-                                df=Trace(header=dict(delta=dts)).stats.sampling_rate,
-                                corners=v["filter_corners"], zerophase=True, axis=-1)
-                taper = _solver_taper(npts, dts, v["taper_fraction"])
-                for ((cat, k, _, c), _), y in zip(members, data):
-                    code = self.stations[k].code
-                    res = np.zeros((3, npts))
-                    if c == 0:
-                        res[2] = y
-                    else:
-                        zero = np.zeros(npts)
-                        r, t = (y, zero) if c == 1 else (zero, y)
-                        res[0], res[1] = rotate_rt_ne(r, t, self.baz[k])
-                    res *= taper
-                    res -= res.mean(axis=1, keepdims=True)
-                    per = out.setdefault(cat, {})
-                    per[code] = per[code] + res if code in per else res
+        for key in rows:          # window order
+            cat, k, _, c = key
+            y, taper = filtered[key]
+            code = self.stations[k].code
+            res = np.zeros((3, y.size))
+            if c == 0:
+                res[2] = y
+            else:
+                zero = np.zeros(y.size)
+                r, t = (y, zero) if c == 1 else (zero, y)
+                res[0], res[1] = rotate_rt_ne(r, t, self.baz[k])
+            res *= taper
+            res -= res.mean(axis=1, keepdims=True)
+            per = out.setdefault(cat, {})
+            per[code] = per[code] + res if code in per else res
         return out
 
 
