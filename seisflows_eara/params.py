@@ -313,6 +313,10 @@ PARAMETERS: tuple[Param, ...] = (
           "Processes measuring (and preparing) an event's stations in parallel, each a run of "
           "stations (same result as 1); 0 = every core of the allocation (SLURM_CPUS_PER_TASK, "
           "else the cores the process may run on)", "preprocess", _num(0, None, integer=True)),
+    Param("measure_keep_freed_memory", True, "flag",
+          "Keep freed memory in the measuring process for reuse (glibc mallopt: no page faults "
+          "for each new block array; the process stays at its peak memory; measure/memory.py)",
+          "preprocess", _bool),
     # ---- preprocess: data selection and quality control (issue 17; README "Observed data") ----
     Param("channel_priorities", list(CHANNEL_PRIORITIES), "channel patterns",
           "Per station the first pattern (obspy MassDownloader convention, fnmatch on the channel "
