@@ -435,3 +435,21 @@ def test_interpolation_of_a_short_axis_in_a_long_record_equals_obspy(darfield):
         for r in range(3):
             ref = weighted_average_slopes(data[r], t0, dt, starts[r], 0.1, k)
             np.testing.assert_array_equal(ys[r], ref)
+
+
+def test_cached_bandpass_design_is_obspys_bandpass_bit_for_bit(darfield):
+    """processing.bandpass.zerophase_bandpass = obspy.signal.filter.bandpass(zerophase=True) on a
+    real record, bit for bit, in its own path and in the cases it hands to obspy (upper corner at
+    Nyquist: obspy's high-pass with a warning)."""
+    import warnings
+    from obspy.signal.filter import bandpass
+    from seisflows_eara.processing.bandpass import zerophase_bandpass
+    obs = darfield[2]
+    x = np.stack([tr.data.astype(np.float64) for tr in obs])
+    df = obs[0].stats.sampling_rate
+    for fmin, fmax, corners in ((1 / 40, 1 / 10, 2), (1 / 300, 1 / 100, 4), (0.5, df / 2, 2)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = bandpass(x, fmin, fmax, df=df, corners=corners, zerophase=True, axis=-1)
+            got = zerophase_bandpass(x, fmin, fmax, df=df, corners=corners)
+        assert np.array_equal(got, want), (fmin, fmax, corners)

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 from obspy import Inventory, Stream, Trace, UTCDateTime
 from obspy.geodetics import gps2dist_azimuth, locations2degrees
-from obspy.signal.filter import bandpass
 
 from seisflows_eara.io.stations import Station
 from seisflows_eara.io.waveforms import FileNote
@@ -38,6 +37,7 @@ from seisflows_eara.measure.memory import keep_freed_memory
 from seisflows_eara.measure.prepared import (BANDS, ObservedUnit, PreparedObserved,
                                              PreparedWriter, processing_parameters)
 from seisflows_eara.misfit.nzcc import nzcc_misfit_and_adjoint
+from seisflows_eara.processing.bandpass import zerophase_bandpass
 from seisflows_eara.processing import (Band, TimeAxis, bandpass_stream, common_axis, correct_misorientation,
                                        filter_and_resample_many, prepare_observed,
                                        prepare_synthetic, response_prefilter, rotate_to_zrt)
@@ -1358,9 +1358,10 @@ class PreparedEvent:
         filtered: dict[tuple[str, int, str, int], tuple[np.ndarray, np.ndarray]] = {}
         for (band_name, dts, npts), members in groups.items():
             band = self.cfg.band(band_name)
-            data = bandpass(np.stack([m[1] for m in members]), band.freqs[0], band.freqs[1],
-                            df=Trace(header=dict(delta=dts)).stats.sampling_rate,
-                            corners=v["filter_corners"], zerophase=True, axis=-1)
+            data = zerophase_bandpass(np.stack([m[1] for m in members]), band.freqs[0],
+                                      band.freqs[1],
+                                      df=Trace(header=dict(delta=dts)).stats.sampling_rate,
+                                      corners=v["filter_corners"])
             taper = _solver_taper(npts, dts, v["taper_fraction"])
             filtered.update({key: (y, taper) for (key, _), y in zip(members, data)})
         out: dict[str, dict[str, np.ndarray]] = {}

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from obspy import Inventory, Stream, Trace, UTCDateTime
-from obspy.signal.filter import bandpass
 from obspy.signal.headers import clibsignal
 from obspy.signal.rotate import rotate_ne_rt
 from scipy.signal import detrend
 
+from seisflows_eara.processing.bandpass import zerophase_bandpass
 from seisflows_eara.processing.response import remove_response_traces
 
 #: samples per batched filter call (rows × npts, 16 MB of float64): bounds the temporaries
@@ -305,9 +305,8 @@ def bandpass_stream(st: Stream, band: Band, corners: int) -> Stream:
         groups.setdefault((tr.stats.sampling_rate, tr.stats.npts), []).append(tr)
     done = {}
     for (rate, _), trs in groups.items():
-        data = bandpass(np.stack([np.require(tr.data, dtype=np.float64) for tr in trs]),
-                        band.freqs[0], band.freqs[1], df=rate, corners=corners, zerophase=True,
-                        axis=-1)
+        data = zerophase_bandpass(np.stack([np.require(tr.data, dtype=np.float64) for tr in trs]),
+                                  band.freqs[0], band.freqs[1], df=rate, corners=corners)
         for tr, x in zip(trs, data):
             done[id(tr)] = Trace(np.ascontiguousarray(x), header=tr.stats.copy())
     for tr in st:
@@ -342,8 +341,8 @@ def filter_and_resample_many(streams: Sequence[Stream], band: Band | None,
             axs = [axes[rows[r][0]] for r in chunk]
             data = np.stack([np.require(tr.data, dtype=np.float64) for tr in trs])
             if band is not None:
-                data = bandpass(data, band.freqs[0], band.freqs[1], df=rate, corners=corners,
-                                zerophase=True, axis=-1)
+                data = zerophase_bandpass(data, band.freqs[0], band.freqs[1], df=rate,
+                                          corners=corners)
             # the signal is band-limited far below either Nyquist: the interpolation is exact
             # to well below the noise (checked against a direct obspy chain in the tests)
             ys = weighted_average_slopes_rows(

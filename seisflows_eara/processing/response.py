@@ -20,6 +20,7 @@ import hashlib
 import pickle
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import scipy.fft
@@ -43,9 +44,29 @@ def response_key(response: Response) -> str:
     return hashlib.sha1(pickle.dumps(response, protocol=4)).hexdigest()
 
 
+@lru_cache(maxsize=8)
 def _freqs(dt: float, nfft: int) -> np.ndarray:
-    """The frequencies of obspy's get_evalresp_response grid (= numpy.fft.rfftfreq)."""
-    return np.linspace(0, 0.5 / dt, nfft // 2 + 1)
+    """The frequencies of obspy's get_evalresp_response grid (= numpy.fft.rfftfreq); read-only,
+    one array per (dt, nfft)."""
+    f = np.linspace(0, 0.5 / dt, nfft // 2 + 1)
+    f.setflags(write=False)
+    return f
+
+
+@lru_cache(maxsize=64)
+def _prefilter_band(dt: float, nfft: int, pre_filt: tuple[float, ...] | None
+                    ) -> tuple[int, int, np.ndarray]:
+    """(lo, hi, taper[lo:hi]): the rfft bins obspy's cosine pre-filter does not zero and its
+    values there (all bins, ones, without a pre-filter); once per (dt, nfft, pre-filter)."""
+    freqs = _freqs(dt, nfft)
+    if pre_filt is None:
+        return 0, freqs.size, np.ones(freqs.size)
+    taper = cosine_sac_taper(freqs, flimit=pre_filt)
+    nz = np.flatnonzero(taper)
+    lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
+    band = taper[lo:hi].copy()
+    band.setflags(write=False)
+    return lo, hi, band
 
 
 def inverse_filter(response: Response, dt: float, nfft: int, output: str,
@@ -60,23 +81,18 @@ def inverse_filter(response: Response, dt: float, nfft: int, output: str,
         _CACHE.move_to_end(key)
         return hit
     freqs = _freqs(dt, nfft)
-    if pre_filt is not None:
-        taper = cosine_sac_taper(freqs, flimit=pre_filt)
-        nz = np.flatnonzero(taper)
-        lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
-    else:
-        taper, lo, hi = np.ones(freqs.size), 0, freqs.size
+    lo, hi, taper = _prefilter_band(float(dt), int(nfft), key[4])
     out = None
     if pre_filt is not None and hi > lo:
-        band = np.ascontiguousarray(freqs[lo:hi])
-        r = response.get_evalresp_response_for_frequencies(band, output=output)
         if water_level is None:
+            r = response.get_evalresp_response_for_frequencies(
+                np.ascontiguousarray(freqs[lo:hi]), output=output)
             if lo == 0:
                 r[0] = 0.0      # obspy: the zero-frequency bin is not inverted
             out = _invert_plain(r)
         else:
-            swamp = _max_abs_response(response, freqs, output) * 10.0 ** (-water_level / 20.0)
-            out = _invert_with_level(r, swamp)
+            peak, r = _max_abs_response(response, freqs, output, (lo, hi))
+            out = _invert_with_level(r, peak * 10.0 ** (-water_level / 20.0))
     if out is None:                 # obspy's own path, on the whole grid
         r, _ = response.get_evalresp_response(dt, nfft, output=output)
         if water_level is None:
@@ -85,29 +101,37 @@ def inverse_filter(response: Response, dt: float, nfft: int, output: str,
         else:
             invert_spectrum(r, water_level)
         out = r[lo:hi]
-    h = (lo, out * taper[lo:hi])
+    h = (lo, out * taper)
     _CACHE[key] = h
     if len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
     return h
 
 
-def _max_abs_response(response: Response, freqs: np.ndarray, output: str) -> float:
-    """max |R| over the rfft grid `freqs` (obspy's `waterlevel` reference), for a response that
-    varies by < 10 % over MAX_STRIDE bins (|R| changes by a factor ≥ 0.9^(d / MAX_STRIDE) over
-    d bins): every MAX_STRIDE-th bin and the last; then, at strides MAX_STRIDE / 8 and 1, the bins
-    within the previous stride of every bin that can still be within that factor of the peak
-    (≥ 0.9^(stride / MAX_STRIDE) of the best so far) — the peak is among them, and far fewer
-    bins are evaluated than bin by bin around the coarse peaks."""
+def _max_abs_response(response: Response, freqs: np.ndarray, output: str,
+                      band: tuple[int, int] = (0, 0)) -> tuple[float, np.ndarray]:
+    """(max |R| over the rfft grid `freqs` (obspy's `waterlevel` reference), R on the bins
+    band[0]..band[1]-1), for a response that varies by < 10 % over MAX_STRIDE bins (|R| changes
+    by a factor ≥ 0.9^(d / MAX_STRIDE) over d bins): every MAX_STRIDE-th bin, the last and the
+    band's bins in one evalresp call (evalresp evaluates each frequency on its own); then, at
+    strides MAX_STRIDE / 8 and 1, the bins within the previous stride of every bin that can still
+    be within that factor of the peak (≥ 0.9^(stride / MAX_STRIDE) of the best so far) — the peak
+    is among them, and far fewer bins are evaluated than bin by bin around the coarse peaks."""
     n = freqs.size
     value = np.full(n, -1.0)
 
-    def evaluate(idx: np.ndarray) -> None:
+    def evaluate(idx: np.ndarray) -> np.ndarray:
         idx = idx[value[idx] < 0]
+        r = np.zeros(0, dtype=complex)
         if idx.size:
-            value[idx] = np.abs(response.get_evalresp_response_for_frequencies(
-                np.ascontiguousarray(freqs[idx]), output=output))
-    evaluate(np.unique(np.r_[np.arange(0, n, MAX_STRIDE), n - 1]))
+            r = response.get_evalresp_response_for_frequencies(
+                np.ascontiguousarray(freqs[idx]), output=output)
+            value[idx] = np.abs(r)
+        return r
+    lo, hi = band
+    first = np.unique(np.r_[np.arange(0, n, MAX_STRIDE), n - 1, np.arange(lo, hi)])
+    r = evaluate(first)
+    in_band = r[np.searchsorted(first, np.arange(lo, hi))]
     stride = MAX_STRIDE
     for finer in (max(1, MAX_STRIDE // 8), 1):
         if finer >= stride:
@@ -119,7 +143,7 @@ def _max_abs_response(response: Response, freqs: np.ndarray, output: str) -> flo
         idx = np.unique(np.clip((cand[:, None] + offs[None, :]).ravel(), 0, n - 1))
         evaluate(idx)
         stride = finer
-    return float(value.max())
+    return float(value.max()), in_band
 
 
 def _invert_with_level(r: np.ndarray, swamp: float) -> np.ndarray:
@@ -217,7 +241,6 @@ def remove_response_traces(traces: Sequence[Trace], inventory: Inventory, output
 
 def _passband_end(dt: float, nfft: int, pre_filt: Sequence[float] | None) -> int:
     """One past the last rfft bin the cosine pre-filter does not zero (all bins without one)."""
-    if pre_filt is None:
-        return nfft // 2 + 1
-    nz = np.flatnonzero(cosine_sac_taper(_freqs(dt, nfft), flimit=pre_filt))
-    return int(nz[-1]) + 1 if nz.size else 0
+    lo, hi, _ = _prefilter_band(float(dt), int(nfft),
+                                None if pre_filt is None else tuple(map(float, pre_filt)))
+    return hi
