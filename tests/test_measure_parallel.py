@@ -112,9 +112,9 @@ def test_parallel_adjoint_blocks_equal_serial(monkeypatch):
     monkeypatch.setattr(E, "STATION_BLOCK", 2)
     calls, real = [], E._in_order
 
-    def spy(fn, jobs, workers):
+    def spy(fn, jobs, workers, *args, **kw):
         calls.append(fn.__name__)
-        return real(fn, jobs, workers)
+        return real(fn, jobs, workers, *args, **kw)
     monkeypatch.setattr(E, "_in_order", spy)
     ev, sta, by, inv, syn = _kbl_replicas(5)
     cfg = Config(params.defaults(), 1)

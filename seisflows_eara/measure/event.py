@@ -722,16 +722,16 @@ def _measure_units(job: _UnitsJob) -> _UnitsPart:
     return out
 
 
-def _adjoint_sources(p: "PreparedEvent", adj: np.ndarray, wc: dict[str, float], workers: int
-                     ) -> dict[str, np.ndarray]:
+def _adjoint_sources(p: "PreparedEvent", adj: np.ndarray, wc: dict[str, float], workers: int,
+                     pool: "_Pool | None" = None) -> dict[str, np.ndarray]:
     """p.adjoint_sources(adj, wc) (eq. 3); with workers > 1 runs of stations in a process pool
-    (_in_order, JOBS_PER_WORKER runs per worker), each the same call on the part of `p` holding that run's windows, so each
+    (_in_order, runs of job_sizes), each the same call on the part of `p` holding that run's windows, so each
     worker returns one array per station. The same numbers: a station's array does not depend on
     the run it is in (PreparedEvent._adjoint_run). Serial when a station code's units are not
     adjacent (they would fall in two runs)."""
     workers = worker_count(workers)
     nsta = np.unique(p.station_index).size
-    runs = p.station_runs(max(1, -(-nsta // (JOBS_PER_WORKER * workers))))
+    runs = p.station_runs(job_sizes(nsta, workers))
     if workers <= 1 or len(runs) <= 1:
         return p.adjoint_sources(adj, wc)
     owner: dict[str, int] = {}
@@ -741,7 +741,8 @@ def _adjoint_sources(p: "PreparedEvent", adj: np.ndarray, wc: dict[str, float], 
                 return p.adjoint_sources(adj, wc)
     out: dict[str, np.ndarray] = {}
     jobs = (_adjoint_part(p, adj, run) + (wc,) for run in runs)
-    for part in _in_order(_call_adjoint_sources, jobs, workers):
+    for part in _in_order(_call_adjoint_sources, jobs, workers, pool,
+                          size=lambda job: len(job[0].axes)):
         out.update(part)
     return out
 
@@ -835,17 +836,16 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     lite = None if prepared is None else dataclasses.replace(prepared, rows=[])
     n = len(units)
     workers = worker_count(workers)
-    # runs of units: STATION_BLOCK (serial: progress after each), smaller to feed every worker
-    size = max(1, min(STATION_BLOCK, -(-n // (JOBS_PER_WORKER * workers)))) if workers > 1 \
-        else STATION_BLOCK
-    jobs = (_UnitsJob(u0, units[u0:u0 + size],
-                      {_key(x.station): syn_by[_key(x.station)] for x in units[u0:u0 + size]},
-                      {_key(x.station): inv_by.get(_key(x.station)) for x in units[u0:u0 + size]
+    # runs of units: STATION_BLOCK (serial: progress after each), in parallel job_sizes
+    starts = np.cumsum([0] + job_sizes(n, workers))
+    jobs = [_UnitsJob(u0, units[u0:u1],
+                      {_key(x.station): syn_by[_key(x.station)] for x in units[u0:u1]},
+                      {_key(x.station): inv_by.get(_key(x.station)) for x in units[u0:u1]
                        if prepared is None},
                       {x.station.code: misorientation.get(x.station.code, 0.0)
-                       for x in units[u0:u0 + size]},
+                       for x in units[u0:u1]},
                       event, geo, cfg, faults, observed_processed, keep_processed, lite)
-            for u0 in range(0, n, size))
+            for u0, u1 in zip(starts[:-1].tolist(), starts[1:].tolist())]
     wdata: list[_WindowData] = []
     axes: dict[int, TimeAxis] = {}
     solver: dict[int, tuple[UTCDateTime, float, int]] = {}
@@ -855,52 +855,55 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     snr_parts: list[np.ndarray] = []
     measured: list[dict[str, np.ndarray]] = []
     keep: dict | None = {} if keep_processed else None
-    if progress is not None:
-        progress(0, n)
-    done = 0
-    for part in _in_order(_measure_units, jobs, workers):   # in unit order: same as serial
-        rows += part.rows
-        wdata += part.wdata
-        axes.update(part.axes)
-        solver.update(part.solver)
-        unit_notes.update(part.unit_notes)
-        obs_parts += part.obs
-        syn_parts += part.syn
-        snr_parts += part.snr
-        if part.measured:
-            measured.append(part.measured)
-        if keep is not None:
-            keep.update(part.keep)
-        done += part.count
+    with _Pool(workers) as pool:      # one pool for the event's parallel stages
         if progress is not None:
-            progress(done, n)
-    if progress is not None and n == 0:
-        progress(0, 0)
+            progress(0, n)
+        done = 0
+        # in unit order: the same as serial
+        for part in _in_order(_measure_units, jobs, workers, pool,
+                              size=lambda job: len(job.units)):
+            rows += part.rows
+            wdata += part.wdata
+            axes.update(part.axes)
+            solver.update(part.solver)
+            unit_notes.update(part.unit_notes)
+            obs_parts += part.obs
+            syn_parts += part.syn
+            snr_parts += part.snr
+            if part.measured:
+                measured.append(part.measured)
+            if keep is not None:
+                keep.update(part.keep)
+            done += part.count
+            if progress is not None:
+                progress(done, n)
+        if progress is not None and n == 0:
+            progress(0, 0)
 
-    U = np.concatenate(obs_parts) if obs_parts else np.zeros(0)
-    obs_parts.clear()
-    S = np.concatenate(syn_parts) if syn_parts else np.zeros(0)
-    syn_parts.clear()
-    ustations = [unit.station for unit in units]
-    prepared = PreparedEvent.build(event, ustations, wdata, U, axes, solver,
-                                   {u: geo.backazimuth[units[u].k] for u in axes}, cfg)
-    nwin = len(wdata)
-    win_table = None
-    if nwin:
-        p = prepared
-        q = _weigh(p, {k: np.concatenate([x[k] for x in measured]) for k in measured[0]},
-                   np.concatenate(snr_parts), units, cfg)
-        win_table = _window_table(event, p, q, units, axes, geo, unit_notes, cfg, iteration, step)
-        # ---- adjoint (eq. 3): W_es W_w per window; W_c per category in adjoint_sources
-        adj = np.concatenate([x["adjoint"] for x in measured])
-        measured.clear()
-        adj *= per_sample(q["w_quality"] * q["w_geographic"], p.offsets)
-        misfit = float(q["misfit"].sum())
-        wc, cats = q["w_category"], p.categories
-        adjoint = _adjoint_sources(prepared, adj, {c: float(wc[cats == c][0])
-                                                   for c in np.unique(cats)}, workers)
-    else:
-        misfit, adj, adjoint = 0.0, np.zeros(0), {}
+        U = np.concatenate(obs_parts) if obs_parts else np.zeros(0)
+        obs_parts.clear()
+        S = np.concatenate(syn_parts) if syn_parts else np.zeros(0)
+        syn_parts.clear()
+        ustations = [unit.station for unit in units]
+        prepared = PreparedEvent.build(event, ustations, wdata, U, axes, solver,
+                                       {u: geo.backazimuth[units[u].k] for u in axes}, cfg)
+        nwin = len(wdata)
+        win_table = None
+        if nwin:
+            p = prepared
+            q = _weigh(p, {k: np.concatenate([x[k] for x in measured]) for k in measured[0]
+                           if k != "adjoint"}, np.concatenate(snr_parts), units, cfg)
+            win_table = _window_table(event, p, q, units, axes, geo, unit_notes, cfg, iteration, step)
+            # ---- adjoint (eq. 3): W_es W_w per window; W_c per category in adjoint_sources
+            adj = np.concatenate([x["adjoint"] for x in measured])
+            measured.clear()
+            adj *= per_sample(q["w_quality"] * q["w_geographic"], p.offsets)
+            misfit = float(q["misfit"].sum())
+            wc, cats = q["w_category"], p.categories
+            adjoint = _adjoint_sources(prepared, adj, {c: float(wc[cats == c][0])
+                                                       for c in np.unique(cats)}, workers, pool)
+        else:
+            misfit, adj, adjoint = 0.0, np.zeros(0), {}
     prepared.synthetic = S      # the measured synthetics' window segments (line searches, SPEC §6)
     del S
     for r in rows:
@@ -972,9 +975,9 @@ def prepare_event(event: EventInfo, stations: list[Station], observed: dict[str,
                     rows)
     inv_by = index_inventory(inventory)
     writer = PreparedWriter(path)
-    jobs = ((unit, inv_by.get(_key(unit.station)), geo.backazimuth[unit.k], cfg,
+    jobs = [(unit, inv_by.get(_key(unit.station)), geo.backazimuth[unit.k], cfg,
              observed_processed, misorientation.get(unit.station.code, 0.0),
-             _windowable_span(unit.k, geo, cfg, event)) for unit in units)
+             _windowable_span(unit.k, geo, cfg, event)) for unit in units]
     try:
         for i, pu in enumerate(_in_order(_prepare_unit, jobs, workers)):
             if progress is not None:
@@ -1007,9 +1010,23 @@ def _prepare_unit(job: tuple) -> ObservedUnit:
     return pu
 
 
-#: jobs per worker process a parallel stage is cut into (the pool's share and this process's
-#: balance out over them)
-JOBS_PER_WORKER = 4
+#: the smallest job (stations or units) of a parallel stage (job_sizes)
+MIN_JOB = 2
+
+
+def job_sizes(n: int, workers: int, largest: int | None = None) -> list[int]:
+    """The sizes of the jobs `n` stations (or units) are cut into for `workers` processes:
+    guided self-scheduling, each job 1/(2·workers) of what remains, at most `largest` (default
+    STATION_BLOCK), at least MIN_JOB — the first jobs large (few, batched filters), the last
+    ones small, so that no process waits long for another's last job. One process: `largest`."""
+    largest = STATION_BLOCK if largest is None else largest
+    out, left = [], int(n)
+    while left > 0:
+        size = largest if workers <= 1 else -(-left // (2 * workers))
+        size = min(left, max(MIN_JOB, min(largest, size)))
+        out.append(size)
+        left -= size
+    return out
 
 
 class _Done:
@@ -1025,26 +1042,90 @@ class _Done:
         return self.value
 
 
-def _in_order(fn: Callable, jobs, workers: int):
-    """fn(job) for each job, in order; with workers > 1 by a pool of workers − 1 processes and
-    this one: a job goes to the pool while it has fewer than two per process running or queued,
-    else this process runs it (its result is not pickled). At most 3 × workers results wait to
-    be taken (memory bounded by them, not by the event); 0: every core (worker_count)."""
+#: the (function, jobs) the running pool's processes were forked with (_Pool.submitter)
+_INHERITED: tuple[Callable, Sequence] | None = None
+
+
+def _run_inherited(i: int):
+    """Job i of the stage the pool's processes inherited at their fork (no pickled input)."""
+    fn, jobs = _INHERITED
+    return fn(jobs[i])
+
+
+class _Pool:
+    """workers − 1 processes (concurrent.futures) for `_in_order`, shared by the parallel stages
+    of one event: their processes, and the memory they have touched, are reused (a fresh process
+    pays the kernel's page faults on its first blocks). Made at the first stage; where the
+    platform forks (Linux), the processes are forked with that stage's job list in memory and
+    receive only job numbers — the records and synthetics are not pickled to them; later stages'
+    jobs, made after the fork, are pickled."""
+
+    def __init__(self, workers: int):
+        self.workers = worker_count(workers)
+        self.executor = None
+        self.inherited: tuple[Callable, Sequence] | None = None
+
+    def __enter__(self) -> "_Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _INHERITED
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+        if self.inherited is not None and _INHERITED is self.inherited:
+            _INHERITED = None
+
+    def submitter(self, fn: Callable, jobs) -> Callable:
+        """submit(i, job) -> Future of fn(job): by number when the processes inherited `jobs`."""
+        global _INHERITED
+        if self.executor is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            fork = "fork" in multiprocessing.get_all_start_methods()
+            self.executor = ProcessPoolExecutor(
+                max_workers=self.workers - 1,
+                mp_context=multiprocessing.get_context("fork") if fork else None)
+            if fork and isinstance(jobs, list):
+                self.inherited = _INHERITED = (fn, jobs)
+                self.executor.submit(int).result()      # fork now, with the jobs in memory
+        if self.inherited is not None and self.inherited[0] is fn and self.inherited[1] is jobs:
+            return lambda i, job: self.executor.submit(_run_inherited, i)
+        return lambda i, job: self.executor.submit(fn, job)
+
+
+def _in_order(fn: Callable, jobs, workers: int, pool: _Pool | None = None,
+              size: Callable | None = None):
+    """fn(job) for each job, in order; with workers > 1 by a pool of workers − 1 processes
+    (`pool`, else one made here; `jobs` a list: inherited by forked processes, _Pool) and this
+    one: a job goes to the pool while it has fewer than two per process running or queued, else
+    this process runs it (its result is not pickled). The results waiting to be taken cover at
+    most 3 × workers × STATION_BLOCK stations (`size(job)`: a job's stations; default 1 per job,
+    so 3 × workers jobs): memory bounded by them, not by the event; 0: every core
+    (worker_count)."""
     workers = worker_count(workers)
     if workers <= 1:
         yield from map(fn, jobs)
         return
     from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(max_workers=workers - 1) as pool:
+    size = size or (lambda job: STATION_BLOCK)
+    cap = 3 * workers * STATION_BLOCK
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(_Pool(workers))
+        submit = pool.submitter(fn, jobs)
         pending: deque = deque()
-        for job in jobs:
-            busy = sum(not f.done() for f in pending)
-            pending.append(pool.submit(fn, job) if busy < 2 * (workers - 1) else _Done(fn(job)))
-            while pending and (pending[0].done() or len(pending) >= 3 * workers):
-                yield pending.popleft().result()
+        held = 0
+        for i, job in enumerate(jobs):
+            busy = sum(not f.done() for f, _ in pending)
+            n = size(job)
+            pending.append((submit(i, job) if busy < 2 * (workers - 1) else _Done(fn(job)), n))
+            held += n
+            while pending and (pending[0][0].done() or held >= cap):
+                f, n = pending.popleft()
+                held -= n
+                yield f.result()
         while pending:
-            yield pending.popleft().result()
+            yield pending.popleft()[0].result()
 
 
 def _faults(file_notes: Sequence[FileNote]) -> dict[tuple[str, str], list[str]]:
@@ -1287,14 +1368,17 @@ class PreparedEvent:
         """Re-measure the frozen windows on new synthetics (N/E/Z Stream)."""
         return self.misfit_from_segments(self.segments(synthetics, time_shift))
 
-    def station_runs(self, size: int) -> list[np.ndarray]:
-        """The station indices with windows in runs of `size` (the last ones shorter; a run is
-        longer where it would split the units of one station code, which then stay together)."""
+    def station_runs(self, size: int | Sequence[int]) -> list[np.ndarray]:
+        """The station indices with windows in runs of `size` (a list: the sizes of the runs in
+        turn, its last for the rest; the last run shorter; a run is longer where it would split
+        the units of one station code, which then stay together)."""
+        sizes = [size] if isinstance(size, (int, np.integer)) else list(size) or [1]
         stations = np.unique(self.station_index)
         codes = [self.stations[u].code for u in stations]
         out, start = [], 0
         for j in range(1, stations.size + 1):
-            if j == stations.size or (j - start >= size and codes[j] != codes[j - 1]):
+            want = sizes[min(len(out), len(sizes) - 1)]
+            if j == stations.size or (j - start >= want and codes[j] != codes[j - 1]):
                 out.append(stations[start:j])
                 start = j
         return out
