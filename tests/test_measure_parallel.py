@@ -127,3 +127,104 @@ def test_parallel_adjoint_blocks_equal_serial(monkeypatch):
     for c in a:
         for code in a[c]:
             np.testing.assert_array_equal(a[c][code], b[c][code])
+
+
+def test_job_sizes_cover_the_event_largest_first():
+    from seisflows_eara.measure.event import MIN_JOB, STATION_BLOCK, job_sizes
+    for n in (0, 1, 5, 100, 300, 2000):
+        for w in (1, 2, 8):
+            sizes = job_sizes(n, w)
+            assert sum(sizes) == n and all(s >= 1 for s in sizes)
+            assert max(sizes, default=0) <= STATION_BLOCK
+            assert sizes == sorted(sizes, reverse=True)          # guided: never growing
+            if w == 1:
+                assert all(s == STATION_BLOCK for s in sizes[:-1])
+            elif n >= 4 * MIN_JOB * w:
+                assert sizes[-1] <= MIN_JOB < sizes[0]
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_in_order_keeps_order_with_this_process_and_inherited_jobs():
+    """_in_order: results in job order although the pool and this process share the jobs; the
+    pool's processes were forked with the job list (where the platform forks) and the later
+    stage's jobs, made after the fork, are pickled — both give fn(job)."""
+    import multiprocessing
+    from seisflows_eara.measure import event as E
+    jobs = list(range(40))
+    with E._Pool(2) as pool:
+        assert list(E._in_order(_square, jobs, 2, pool, size=lambda j: 1)) == \
+            [j * j for j in jobs]
+        if "fork" in multiprocessing.get_all_start_methods():
+            assert pool.inherited is not None and pool.inherited[1] is jobs
+        later = [(j,) for j in range(7)]
+        assert list(E._in_order(len, later, 2, pool)) == [1] * 7
+    assert E._INHERITED is None
+    assert list(E._in_order(_square, iter(range(5)), 3)) == [0, 1, 4, 9, 16]   # a generator
+
+
+def test_adjoint_sources_of_one_station_runs_equal_the_whole(monkeypatch):
+    """PreparedEvent.adjoint_sources over runs of one station each gives each station's array
+    bit for bit as over one run of all: a station's adjoint source is its own (eq. 3), so the
+    pool's runs cannot change it."""
+    from seisflows_eara.measure import event as E
+    ev, sta, by, inv, syn = _kbl_replicas(4)
+    m = measure_event(ev, sta, by, syn, Config(params.defaults(), 1), inventory=inv)
+    p, adj = m.prepared, m.adjoint_windows
+    wc = {c: float(p.wc[p.categories == c][0]) for c in np.unique(p.categories)}
+    whole = p.adjoint_sources(adj, wc)
+    monkeypatch.setattr(E, "STATION_BLOCK", 1)
+    assert len(p.station_runs(1)) == 4
+    alone = p.adjoint_sources(adj, wc)
+    assert list(alone) == list(whole)
+    for code in whole:
+        np.testing.assert_array_equal(alone[code], whole[code])
+        np.testing.assert_array_equal(whole[code], m.adjoint[code])
+
+
+def test_window_numbers_do_not_depend_on_the_other_windows():
+    """cc_and_lag and the NZCC misfit/adjoint of a window are the same bit for bit whether it is
+    measured with all the event's windows or with a subset (the jobs of a parallel run measure
+    subsets)."""
+    from seisflows_eara.measure.measurements import cc_and_lag
+    from seisflows_eara.misfit.nzcc import nzcc_misfit_and_adjoint
+    from seisflows_eara.windows.ragged import offsets_from_lengths, tukey_tapers
+    ev, sta, by, inv, syn = _kbl_replicas(3)
+    m = measure_event(ev, sta, by, syn, Config(params.defaults(), 1), inventory=inv)
+    p = m.prepared
+    S, U, lengths = p.synthetic, p.U, p.lengths
+    assert lengths.size >= 10 and len(set(lengths.tolist())) > 3
+
+    def measure(idx):
+        ln = lengths[idx]
+        seg = np.concatenate([np.arange(p.offsets[i], p.offsets[i + 1]) for i in idx])
+        s, u = S[seg], U[seg]
+        taper = tukey_tapers(ln, 0.1)
+        chi, a = nzcc_misfit_and_adjoint(s, u, taper, p.dt, offsets=offsets_from_lengths(ln))
+        cc, lag = cc_and_lag(s, u, ln, taper=taper)
+        return chi, a, cc, lag, offsets_from_lengths(ln)
+    full = measure(np.arange(lengths.size))
+    for idx in (np.array([0]), np.arange(1, lengths.size, 3), np.array([lengths.size - 1, 2])):
+        chi, a, cc, lag, off = measure(idx)
+        for j, i in enumerate(idx):
+            assert chi[j] == full[0][i] and cc[j] == full[2][i] and lag[j] == full[3][i]
+            np.testing.assert_array_equal(a[off[j]:off[j + 1]],
+                                          full[1][full[4][i]:full[4][i + 1]])
+
+
+def test_keep_freed_memory_changes_no_number(monkeypatch):
+    """measure_keep_freed_memory (glibc mallopt) is in effect on glibc and changes no result."""
+    import ctypes.util
+    from seisflows_eara.measure import memory
+    ev, sta, by, inv, syn = _kbl_replicas(2)
+    v = params.defaults()
+    v["measure_keep_freed_memory"] = False
+    monkeypatch.setattr(memory, "_applied", None)
+    off = measure_event(ev, sta, by, syn, Config(v, 1), inventory=inv)
+    assert memory._applied is None               # not asked for: nothing was changed
+    on = measure_event(ev, sta, by, syn, Config(params.defaults(), 1), inventory=inv)
+    if ctypes.util.find_library("c") and hasattr(ctypes.CDLL(None), "gnu_get_libc_version"):
+        assert memory._applied is True
+    _same(off, on)
