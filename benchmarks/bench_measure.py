@@ -18,7 +18,8 @@
    prepared file's bytes per station against the layout before (whole record, record's rate,
    float64, on that subset); (b) a forward's measurement from the prepared file against from the
    raw files (miniSEED per station + one StationXML, read inside the timing as `seisflows-eara
-   measure` reads them); (c) that forward with 2 worker processes (measure_event(workers=2))
+   measure` reads them), and against the raw path as it was when issue 18 was filed (obspy's
+   remove_response per trace on the whole record at its rate; one run); (c) that forward with 2 worker processes (measure_event(workers=2))
    against 1, and the preparation with 2 against 1; (d) benchmarks/bench_storage.py's adjoint-part
    bytes per station per forward, before and after the compact store. Each timed run is a fresh
    process (as a forward task is: nothing warmed, its memory touched for the first time), the
@@ -189,6 +190,26 @@ def _layout_before():
         E.prepare_observed, E._windowable_span = saved
 
 
+@contextlib.contextmanager
+def _raw_path_before():
+    """The raw path as it was when issue 18 was filed: obspy's Trace.remove_response per trace,
+    on the whole record at the record's rate (the baseline of (b)'s second ratio)."""
+    import seisflows_eara.processing.chain as C
+
+    def per_trace(traces, inventory, output="DISP", pre_filt=None, water_level=60.0,
+                  taper_fraction=0.05, max_samples=None, target_rate=None):
+        for tr in traces:
+            tr.remove_response(inventory=inventory, output=output, pre_filt=pre_filt,
+                               water_level=water_level, taper_fraction=taper_fraction)
+    saved = C.remove_response_traces
+    C.remove_response_traces = per_trace
+    try:
+        with _layout_before():
+            yield
+    finally:
+        C.remove_response_traces = saved
+
+
 def _timed(fn):
     t = time.perf_counter()
     r = fn()
@@ -260,13 +281,14 @@ def _child(kind: str, nsta: int, workers: int, n_obspy: int, tmp: str) -> dict:
         if workers != 1:
             os.remove(path)
         return out
-    del by, inv
+    by = inv = None         # the in-memory records freed: a forward reads its files
     want = observed_parameters(cfg, event=ev, stations=stations)
-    if kind == "raw":
+    if kind in ("raw", "raw_before"):
         def run():
             obs, inventory, notes = _observed(f["raw"], f["xml"], ev)
-            return measure_event(ev, stations, obs, syn, cfg, inventory=inventory,
-                                 file_notes=notes, workers=workers)
+            with _raw_path_before() if kind == "raw_before" else contextlib.nullcontext():
+                return measure_event(ev, stations, obs, syn, cfg, inventory=inventory,
+                                     file_notes=notes, workers=workers)
     else:
         def run():
             return measure_event(ev, stations, {}, syn, cfg, workers=workers,
@@ -304,10 +326,12 @@ def bench_prepared(nsta: int, n_obspy: int, tmp: str, repeats: int = 2) -> dict[
     f = _write_raw(nsta, tmp)
     load0 = os.getloadavg()[0]
     configs = [("obspy", 1), ("prepare", 1), ("prepare", 2), ("prepared", 1), ("prepared", 2),
-               ("raw", 1)]
+               ("raw", 1), ("raw_before", 1)]
     runs: dict[tuple[str, int], list[dict]] = {c: [] for c in configs}
-    for _ in range(repeats):
+    for r in range(repeats):
         for kind, w in configs:
+            if kind == "raw_before" and r:      # minutes at 200 stations, and steady: once
+                continue
             runs[(kind, w)].append(_in_child(kind, nsta, w, n_obspy, tmp))
     best = {c: min(r["per_station_s"] for r in rs) for c, rs in runs.items()}
     digests = {c: {r.get("digest") for r in rs} for c, rs in runs.items()}
@@ -330,6 +354,8 @@ def bench_prepared(nsta: int, n_obspy: int, tmp: str, repeats: int = 2) -> dict[
             "parallel.prepare_speedup_2_workers": prep_per / prep2_per,
             "forward.prepared_per_station_s": fwd_per, "forward.raw_per_station_s": raw_per,
             "forward.speedup": raw_per / fwd_per,
+            "forward.raw_before_per_station_s": best[("raw_before", 1)],
+            "forward.speedup_vs_raw_before": best[("raw_before", 1)] / fwd_per,
             "forward.same_table": len(digests[("prepared", 1)] | digests[("raw", 1)]) == 1,
             "parallel.forward_per_station_s_2_workers": fwd2_per,
             "parallel.speedup_2_workers": fwd_per / fwd2_per,
@@ -386,7 +412,10 @@ def main() -> None:
           f" MB; {r['prepare.bytes_per_station_before'] / r['prepare.bytes_per_station']:.1f}x)")
     print(f"  (b) forward per station: from prepared {r['forward.prepared_per_station_s']:.3f} s, "
           f"from raw {r['forward.raw_per_station_s']:.3f} s -> {r['forward.speedup']:.1f}x "
-          f"(same table: {r['forward.same_table']})")
+          f"(same table: {r['forward.same_table']}); from raw the way it was filed (obspy's "
+          f"remove_response per trace, whole record at 40 sps) "
+          f"{r['forward.raw_before_per_station_s']:.3f} s -> "
+          f"{r['forward.speedup_vs_raw_before']:.1f}x")
     print(f"  (c) forward from prepared with 2 workers: "
           f"{r['parallel.forward_per_station_s_2_workers']:.3f} s per station -> "
           f"{r['parallel.speedup_2_workers']:.2f}x (same result: {r['parallel.same_result']})")

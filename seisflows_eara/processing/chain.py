@@ -264,22 +264,32 @@ def weighted_average_slopes_rows(data: np.ndarray, old_starts: np.ndarray, old_d
         hi = int(min(npts, np.ceil(np.max((new_ends - old_starts)[live] / old_dt)) + 3))
         if hi - lo < 4:
             lo, hi = 0, npts
-    full = data
-    data = data[:, lo:hi]
-    m = np.diff(data, axis=1) / old_dt
+    # obspy's arithmetic, operation by operation, in place (the block is memory-bound: every
+    # pass over it counts): m = diff / dt; w = 1 / clip(|m|, eps, max|m|) (a constant row,
+    # max|m| = 0, takes weights 1 instead of 1/0); slope = (w0 m0 + w1 m1) / (w0 + w1), zero
+    # where the sign of m changes (diff(sign(m)) != 0), the end slopes m
+    eps = np.spacing(1)
+    m = np.diff(data[:, lo:hi], axis=1)
+    m /= old_dt
     w = np.abs(m)
-    # obspy clips |m| to [eps, max|m|]; a constant row (max|m| = 0) takes weights 1 instead of 1/0
-    w = 1.0 / np.minimum(np.maximum(w, np.spacing(1)),
-                         np.maximum(w.max(axis=1, keepdims=True), np.spacing(1)))
-    slope = np.empty_like(data)
-    slope[:, 0] = m[:, 0]
-    slope[:, -1] = m[:, -1]
-    slope[:, 1:-1] = (w[:, :-1] * m[:, :-1] + w[:, 1:] * m[:, 1:]) / (w[:, :-1] + w[:, 1:])
-    slope[:, 1:-1][np.diff(np.sign(m), axis=1).astype(bool)] = 0.0
-    if (lo, hi) != (0, npts):
-        part, slope = slope, np.zeros_like(full)
-        slope[:, lo:hi] = part
-    data = full
+    top = np.maximum(w.max(axis=1, keepdims=True), eps)
+    np.maximum(w, eps, out=w)
+    np.minimum(w, top, out=w)
+    np.divide(1.0, w, out=w)
+    slope = np.zeros_like(data) if (lo, hi) != (0, npts) else np.empty_like(data)
+    part = slope[:, lo:hi]
+    part[:, 0] = m[:, 0]
+    part[:, -1] = m[:, -1]
+    inner = part[:, 1:-1]
+    np.multiply(w[:, :-1], m[:, :-1], out=inner)
+    tmp = w[:, 1:] * m[:, 1:]
+    inner += tmp
+    np.add(w[:, :-1], w[:, 1:], out=tmp)
+    inner /= tmp
+    del tmp
+    np.sign(m, out=w)
+    inner[w[:, 1:] != w[:, :-1]] = 0.0
+    del m, w
     out = []
     base = np.arange(int(new_npts.max(initial=0)), dtype=np.float64)
     steps = (new_ends - new_starts) / np.maximum(new_npts - 1, 1)
