@@ -228,3 +228,20 @@ def test_keep_freed_memory_changes_no_number(monkeypatch):
     if ctypes.util.find_library("c") and hasattr(ctypes.CDLL(None), "gnu_get_libc_version"):
         assert memory._applied is True
     _same(off, on)
+
+
+def _fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("job 3 fails")
+    return x
+
+
+def test_in_order_passes_a_job_error_on_and_forgets_the_jobs():
+    """A job that raises in the pool's process or in this one reaches the caller with its
+    message, the pool is shut down and the inherited job list released."""
+    from seisflows_eara.measure import event as E
+    with pytest.raises(ValueError, match="job 3 fails"):
+        with E._Pool(2) as pool:
+            list(E._in_order(_fail_on_three, list(range(12)), 2, pool, size=lambda j: 1))
+    assert E._INHERITED is None
+    assert list(E._in_order(_fail_on_three, [0, 1, 2], 2)) == [0, 1, 2]
