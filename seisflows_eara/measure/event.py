@@ -664,6 +664,14 @@ class _UnitsPart:
     measured: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    """np.concatenate(parts), without the copy when there is one part (a job of one block, an
+    event of one job: each copy is fresh memory, 0.1 s per 100 MB here)."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def _measure_units(job: _UnitsJob) -> _UnitsPart:
     """Stages 3-6 of a run of units (a process-pool task of measure_event, or a run of the serial
     loop): process, window, filter STATION_BLOCK stations at a time, measure the windows; window
@@ -717,7 +725,7 @@ def _measure_units(job: _UnitsJob) -> _UnitsPart:
         flush()
     out.keep = keep or {}
     if out.wdata:
-        out.obs, out.syn, out.snr = ([np.concatenate(x)] for x in (out.obs, out.syn, out.snr))
+        out.obs, out.syn, out.snr = ([_join(x)] for x in (out.obs, out.syn, out.snr))
         out.measured = _window_measurements(out.syn[0], out.obs[0], out.wdata, cfg)
     return out
 
@@ -880,9 +888,9 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         if progress is not None and n == 0:
             progress(0, 0)
 
-        U = np.concatenate(obs_parts) if obs_parts else np.zeros(0)
+        U = _join(obs_parts)
         obs_parts.clear()
-        S = np.concatenate(syn_parts) if syn_parts else np.zeros(0)
+        S = _join(syn_parts)
         syn_parts.clear()
         ustations = [unit.station for unit in units]
         prepared = PreparedEvent.build(event, ustations, wdata, U, axes, solver,
@@ -891,11 +899,11 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         win_table = None
         if nwin:
             p = prepared
-            q = _weigh(p, {k: np.concatenate([x[k] for x in measured]) for k in measured[0]
-                           if k != "adjoint"}, np.concatenate(snr_parts), units, cfg)
+            q = _weigh(p, {k: _join([x[k] for x in measured]) for k in measured[0]
+                           if k != "adjoint"}, _join(snr_parts), units, cfg)
             win_table = _window_table(event, p, q, units, axes, geo, unit_notes, cfg, iteration, step)
             # ---- adjoint (eq. 3): W_es W_w per window; W_c per category in adjoint_sources
-            adj = np.concatenate([x["adjoint"] for x in measured])
+            adj = _join([x["adjoint"] for x in measured])
             measured.clear()
             adj *= per_sample(q["w_quality"] * q["w_geographic"], p.offsets)
             misfit = float(q["misfit"].sum())
