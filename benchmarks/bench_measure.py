@@ -11,20 +11,20 @@
 
 3. Prepared observed data (issue 18): the real raw IU.KBL record (40 sps, 105 min, counts) and
    its StationXML replicated to N stations (each replica's response gain scaled by 1 + 1e-7 k so
-   no two share a cached response evaluation: the worst case), with the KBL synthetic: (a) the
-   observed preparation per station, ours (measure.prepare_event) against obspy's per-trace
-   Stream path (detrend, taper, remove_response, rotate, filter per band, each band stored
-   with pyasdf as pypaw does) on a subset, and the
-   prepared file's bytes per station against the layout before (whole record, record's rate,
-   float64, on that subset); (b) a forward's measurement from the prepared file against from the
-   raw files (miniSEED per station + one StationXML, read inside the timing as `seisflows-eara
-   measure` reads them), and against the raw path as it was when issue 18 was filed (obspy's
-   remove_response per trace on the whole record at its rate; one run); (c) that forward with 2 worker processes (measure_event(workers=2))
-   against 1, and the preparation with 2 against 1; (d) benchmarks/bench_storage.py's adjoint-part
-   bytes per station per forward, before and after the compact store. Each timed run is a fresh
-   process (as a forward task is: nothing warmed, its memory touched for the first time), the
-   configurations interleaved, the best of --repeats; ratios of the same run; extrapolated to
-   142 x 2000.
+   no two share a cached response evaluation: the worst case), with the KBL synthetic:
+   (a) the observed preparation per station, ours (measure.prepare_event) against obspy's
+   per-trace Stream path (detrend, taper, remove_response, rotate, filter per band, each band
+   stored with pyasdf as pypaw does) on a subset, and the prepared file's bytes per station
+   against the layout before (whole record, record's rate, float64, on that subset);
+   (b) a forward's measurement from the prepared file against from the raw files (miniSEED per
+   station + one StationXML, read inside the timing as `seisflows-eara measure` reads them), and
+   against the raw path as it was when issue 18 was filed (obspy's remove_response per trace on
+   the whole record at its rate; one run); (c) that forward with 2 worker processes
+   (measure_event(workers=2)) against 1, and the preparation with 2 against 1; (d)
+   benchmarks/bench_storage.py's adjoint-part bytes per station per forward, before and after
+   the compact store. Each timed run is a fresh process (as a forward task is: nothing warmed,
+   its memory touched for the first time), the configurations interleaved, the best of
+   --repeats; ratios of the same run; extrapolated to 142 x 2000.
 
 Run: python benchmarks/bench_measure.py [--stations 2000] [--pyatoa-repeats 3]
      python benchmarks/bench_measure.py --only prepared [--prepared-stations 200] [--json F]

@@ -53,6 +53,11 @@ def _freqs(dt: float, nfft: int) -> np.ndarray:
     return f
 
 
+def _prefilter_key(pre_filt: Sequence[float] | None) -> tuple[float, ...] | None:
+    """The pre-filter corners as a hashable key (cache keys of the inverse filter and band)."""
+    return None if pre_filt is None else tuple(map(float, pre_filt))
+
+
 @lru_cache(maxsize=64)
 def _prefilter_band(dt: float, nfft: int, pre_filt: tuple[float, ...] | None
                     ) -> tuple[int, int, np.ndarray]:
@@ -75,7 +80,7 @@ def inverse_filter(response: Response, dt: float, nfft: int, output: str,
     """(lo, H): the spectrum multiplier obspy's remove_response applies, pre-filter × inverted
     response (water level), on rfft bins lo .. lo + H.size - 1 (zero elsewhere). Cached."""
     key = (key or response_key(response), int(nfft), float(dt), output,
-           None if pre_filt is None else tuple(map(float, pre_filt)), water_level)
+           _prefilter_key(pre_filt), water_level)
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
@@ -241,6 +246,4 @@ def remove_response_traces(traces: Sequence[Trace], inventory: Inventory, output
 
 def _passband_end(dt: float, nfft: int, pre_filt: Sequence[float] | None) -> int:
     """One past the last rfft bin the cosine pre-filter does not zero (all bins without one)."""
-    lo, hi, _ = _prefilter_band(float(dt), int(nfft),
-                                None if pre_filt is None else tuple(map(float, pre_filt)))
-    return hi
+    return _prefilter_band(float(dt), int(nfft), _prefilter_key(pre_filt))[1]
