@@ -5,6 +5,8 @@ stations, Okhotsk), also with more workers than stations."""
 from __future__ import annotations
 
 
+import os
+
 import numpy as np
 import pytest
 
@@ -116,11 +118,23 @@ def test_parallel_adjoint_blocks_equal_serial(monkeypatch):
         calls.append(fn.__name__)
         return real(fn, jobs, workers, *args, **kw)
     monkeypatch.setattr(E, "_in_order", spy)
+    from seisflows_eara.measure import transfer
+    monkeypatch.setattr(transfer, "MIN_BYTES", 1)     # every array through shared memory
+    shipped, receive = [], E.receive
+
+    def spy_receive(value):
+        shipped.append(isinstance(value, transfer.Shipped))
+        return receive(value)
+    monkeypatch.setattr(E, "receive", spy_receive)
     ev, sta, by, inv, syn = _kbl_replicas(5)
     cfg = Config(params.defaults(), 1)
     serial = measure_event(ev, sta, by, syn, cfg, inventory=inv)
     par = measure_event(ev, sta, by, syn, cfg, inventory=inv, workers=2)
     assert "_call_adjoint_sources" in calls
+    if transfer.shm_dir() is not None:
+        assert any(shipped)
+        assert not [f for f in os.listdir(transfer.shm_dir())
+                    if f.startswith(f"{transfer.PREFIX}{os.getpid()}-")]
     _same(serial, par)
     a, b = serial.adjoint_by_category, par.adjoint_by_category
     assert list(a) == list(b) and all(list(a[c]) == list(b[c]) for c in a)

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,6 +35,7 @@ from seisflows_eara.measure.selection import (ChannelSet, SelectionRules, channe
                                               select_channels)
 from seisflows_eara.measure.measurements import cc_and_lag, snr_db
 from seisflows_eara.measure.memory import keep_freed_memory
+from seisflows_eara.measure.transfer import call_and_ship, receive, remove_left, ship
 from seisflows_eara.measure.prepared import (BANDS, ObservedUnit, PreparedObserved,
                                              PreparedWriter, processing_parameters)
 from seisflows_eara.misfit.nzcc import nzcc_misfit_and_adjoint
@@ -927,7 +929,8 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         if code not in adjoint:
             adjoint[code] = np.zeros((3, prepared.solver_times[code].size))
             times[code] = prepared.solver_times[code]
-    shared = {c for c in provenance if sum(units[u].station.code == c for u in axes) > 1}
+    count = Counter(units[u].station.code for u in axes)      # codes measured at several units
+    shared = {c for c in provenance if count[c] > 1}
     processed = {}
     for (u, band_name), (obs_b, syn_b) in (keep or {}).items():
         code = units[u].station.code
@@ -1054,10 +1057,11 @@ class _Done:
 _INHERITED: tuple[Callable, Sequence] | None = None
 
 
-def _run_inherited(i: int):
-    """Job i of the stage the pool's processes inherited at their fork (no pickled input)."""
+def _run_inherited(i: int, parent: int | None = None):
+    """Job i of the stage the pool's processes inherited at their fork (no pickled input); its
+    result shipped to the `parent` pid (measure.transfer) when given."""
     fn, jobs = _INHERITED
-    return fn(jobs[i])
+    return fn(jobs[i]) if parent is None else call_and_ship(fn, jobs[i], parent)
 
 
 class _Pool:
@@ -1080,6 +1084,7 @@ class _Pool:
         global _INHERITED
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
+            remove_left(os.getpid())
         if self.inherited is not None and _INHERITED is self.inherited:
             _INHERITED = None
 
@@ -1096,9 +1101,10 @@ class _Pool:
             if fork and isinstance(jobs, list):
                 self.inherited = _INHERITED = (fn, jobs)
                 self.executor.submit(int).result()      # fork now, with the jobs in memory
+        parent = os.getpid()        # results come back through shared memory (transfer)
         if self.inherited is not None and self.inherited[0] is fn and self.inherited[1] is jobs:
-            return lambda i, job: self.executor.submit(_run_inherited, i)
-        return lambda i, job: self.executor.submit(fn, job)
+            return lambda i, job: self.executor.submit(_run_inherited, i, parent)
+        return lambda i, job: self.executor.submit(call_and_ship, fn, ship(job, parent), parent)
 
 
 def _in_order(fn: Callable, jobs, workers: int, pool: _Pool | None = None,
@@ -1131,9 +1137,9 @@ def _in_order(fn: Callable, jobs, workers: int, pool: _Pool | None = None,
             while pending and (pending[0][0].done() or held >= cap):
                 f, n = pending.popleft()
                 held -= n
-                yield f.result()
+                yield receive(f.result())
         while pending:
-            yield pending.popleft()[0].result()
+            yield receive(pending.popleft()[0].result())
 
 
 def _faults(file_notes: Sequence[FileNote]) -> dict[tuple[str, str], list[str]]:
