@@ -14,7 +14,7 @@ from obspy.taup import TauPyModel
 from obspy.taup.seismic_phase import SeismicPhase
 
 _MODELS: dict[str, TauPyModel] = {}
-_CHUNK = 4096  # stations per vectorized block (bounds memory: block × rays)
+_CHUNK = 4096  # ray segments per pass (bounds the (segment, station) pairs of a pass)
 
 
 def _model(name: str) -> TauPyModel:
@@ -40,22 +40,35 @@ class TravelTimes:
             self._rays[name] = (d[seg], d[seg + 1], t[seg], t[seg + 1], p[seg], p[seg + 1])
 
     def times(self, phase: str, distances_deg: np.ndarray) -> np.ndarray:
-        """Earliest arrival time (s after origin) of `phase` at each distance; NaN where none."""
+        """Earliest arrival time (s after origin) of `phase` at each distance; NaN where none.
+        Each ray segment is evaluated only at the distances inside it (found by searchsorted on
+        the sorted distances): work in stations × overlapping branches, not stations × rays."""
         d0, d1, t0, t1, p0, p1 = self._rays[phase]
         x_all = np.radians(np.asarray(distances_deg, dtype=float))
-        out = np.full(x_all.shape, np.inf)
+        flat = x_all.ravel()
+        best = np.full(flat.size, np.inf)
         lo, hi = np.minimum(d0, d1), np.maximum(d0, d1)
         h = d1 - d0
-        for start in range(0, x_all.size, _CHUNK):
-            xb = x_all.ravel()[start:start + _CHUNK]
-            best = np.full(xb.shape, np.inf)
-            for x in (xb, 2 * np.pi - xb):        # rays that travel past the antipode
-                xx = x[:, None]
-                inside = (xx >= lo) & (xx <= hi)
-                s = np.where(inside, (xx - d0) / h, 0.0)
-                tt = ((2 * s**3 - 3 * s**2 + 1) * t0 + (s**3 - 2 * s**2 + s) * p0 * h
-                      + (-2 * s**3 + 3 * s**2) * t1 + (s**3 - s**2) * p1 * h)
-                best = np.minimum(best, np.where(inside, tt, np.inf).min(axis=1, initial=np.inf))
-            out.ravel()[start:start + _CHUNK] = best
+        for x in (flat, 2 * np.pi - flat):        # rays that travel past the antipode
+            order = np.argsort(x, kind="stable")
+            xs = x[order]
+            first = np.searchsorted(xs, lo, side="left")      # xs[first:last] in [lo, hi]
+            last = np.searchsorted(xs, hi, side="right")
+            counts = np.maximum(last - first, 0)
+            for a in range(0, counts.size, _CHUNK):            # bounded pairs per pass
+                c = counts[a:a + _CHUNK]
+                total = int(c.sum())
+                if total == 0:
+                    continue
+                seg = np.repeat(np.arange(a, a + c.size), c)
+                # the distances' positions in xs, segment by segment
+                pos = np.arange(total) + np.repeat(first[a:a + c.size] - (np.cumsum(c) - c), c)
+                xx = xs[pos]
+                s = (xx - d0[seg]) / h[seg]
+                hs = h[seg]
+                tt = ((2 * s**3 - 3 * s**2 + 1) * t0[seg] + (s**3 - 2 * s**2 + s) * p0[seg] * hs
+                      + (-2 * s**3 + 3 * s**2) * t1[seg] + (s**3 - s**2) * p1[seg] * hs)
+                np.minimum.at(best, order[pos], tt)
+        out = best.reshape(x_all.shape)
         out[~np.isfinite(out)] = np.nan
         return out
