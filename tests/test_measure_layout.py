@@ -267,3 +267,18 @@ def test_prepared_event_pickled_with_padded_rows_still_loads():
     np.testing.assert_array_equal(q.U, p.U)
     np.testing.assert_array_equal(q.taper, p.taper)
     assert q.misfit(syn) == p.misfit(syn)
+
+
+def test_scale_segments_equals_the_per_sample_product(monkeypatch):
+    """ragged.scale_segments: x *= per_sample(values) run by run (runs of 50 samples here), the
+    same products as the whole-event temporary."""
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(1, 40, 300)
+    offsets = ragged.offsets_from_lengths(lengths)
+    x = rng.standard_normal(int(offsets[-1]))
+    w = rng.uniform(0, 2, lengths.size)
+    want = x * ragged.per_sample(w, offsets)
+    monkeypatch.setattr(ragged, "BLOCK_SAMPLES", 50)
+    assert len(list(ragged.runs(offsets))) > 50
+    ragged.scale_segments(x, w, offsets)
+    assert np.array_equal(x, want)

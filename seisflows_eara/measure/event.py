@@ -46,7 +46,7 @@ from seisflows_eara.processing import (Band, TimeAxis, bandpass_stream, common_a
 from seisflows_eara.weights import categorical_weights, geographic_weights, quality_weight
 from seisflows_eara.windows import (BODY_CATEGORIES, SURFACE_CATEGORIES, TravelTimes, Window,
                                     body_windows, noise_window, surface_windows)
-from seisflows_eara.windows.ragged import (offsets_from_lengths, per_sample, segment,
+from seisflows_eara.windows.ragged import (offsets_from_lengths, scale_segments, segment,
                                            tukey_tapers)
 
 COLUMNS = ["event", "network", "station", "location", "channel", "component", "category", "band",
@@ -907,7 +907,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
             # ---- adjoint (eq. 3): W_es W_w per window; W_c per category in adjoint_sources
             adj = _join([x["adjoint"] for x in measured])
             measured.clear()
-            adj *= per_sample(q["w_quality"] * q["w_geographic"], p.offsets)
+            scale_segments(adj, q["w_quality"] * q["w_geographic"], p.offsets)
             misfit = float(q["misfit"].sum())
             wc, cats = q["w_category"], p.categories
             adjoint = _adjoint_sources(prepared, adj, {c: float(wc[cats == c][0])
