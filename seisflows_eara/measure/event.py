@@ -39,6 +39,7 @@ from seisflows_eara.measure.transfer import call_and_ship, receive, remove_left,
 from seisflows_eara.measure.prepared import (BANDS, ObservedUnit, PreparedObserved,
                                              PreparedWriter, processing_parameters)
 from seisflows_eara.misfit.nzcc import nzcc_misfit_and_adjoint
+from seisflows_eara.processing import chain
 from seisflows_eara.processing.bandpass import zerophase_bandpass
 from seisflows_eara.processing import (Band, TimeAxis, bandpass_stream, common_axis, correct_misorientation,
                                        filter_and_resample_many, prepare_observed,
@@ -1456,12 +1457,14 @@ class PreparedEvent:
         filtered: dict[tuple[str, int, str, int], tuple[np.ndarray, np.ndarray]] = {}
         for (band_name, dts, npts), members in groups.items():
             band = self.cfg.band(band_name)
-            data = zerophase_bandpass(np.stack([m[1] for m in members]), band.freqs[0],
-                                      band.freqs[1],
-                                      df=Trace(header=dict(delta=dts)).stats.sampling_rate,
-                                      corners=v["filter_corners"])
+            df = Trace(header=dict(delta=dts)).stats.sampling_rate
             taper = _solver_taper(npts, dts, v["taper_fraction"])
-            filtered.update({key: (y, taper) for (key, _), y in zip(members, data)})
+            step = max(1, chain.BLOCK_SAMPLES // max(npts, 1))   # rows per call: heap-sized
+            for b in range(0, len(members), step):
+                part = members[b:b + step]
+                data = zerophase_bandpass(np.stack([m[1] for m in part]), band.freqs[0],
+                                          band.freqs[1], df=df, corners=v["filter_corners"])
+                filtered.update({key: (y, taper) for (key, _), y in zip(part, data)})
         out: dict[str, dict[str, np.ndarray]] = {}
         for key in rows:          # window order
             cat, k, _, c = key
