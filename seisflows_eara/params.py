@@ -317,6 +317,11 @@ PARAMETERS: tuple[Param, ...] = (
           "Keep freed memory in the measuring process for reuse (glibc mallopt: no page faults "
           "for each new block array; the process stays at its peak memory; measure/memory.py)",
           "preprocess", _bool),
+    Param("measure_huge_pages", False, "flag",
+          "Let numpy ask for transparent huge pages for large arrays in the measuring process "
+          "(numpy's default; on bare metal fewer page faults, on a VM whose freed memory returns "
+          "to the host 5x dearer fresh memory, measured; measure/memory.py)",
+          "preprocess", _bool),
     # ---- preprocess: data selection and quality control (issue 17; README "Observed data") ----
     Param("channel_priorities", list(CHANNEL_PRIORITIES), "channel patterns",
           "Per station the first pattern (obspy MassDownloader convention, fnmatch on the channel "

@@ -282,3 +282,17 @@ def test_scale_segments_equals_the_per_sample_product(monkeypatch):
     assert len(list(ragged.runs(offsets))) > 50
     ragged.scale_segments(x, w, offsets)
     assert np.array_equal(x, want)
+
+
+def test_flat_builder_equals_concatenate_whatever_the_first_estimate():
+    """ragged.FlatBuilder: parts appended in order give np.concatenate's array, when the first
+    part's share underestimates the whole (the buffer grows, doubled) and when it is exact."""
+    rng = np.random.default_rng(8)
+    parts = [rng.standard_normal(int(n)) for n in rng.integers(0, 500, 40)]
+    want = np.concatenate(parts)
+    for shares in (np.linspace(0.5, 1.0, 40), np.cumsum([p.size for p in parts]) / want.size):
+        b = ragged.FlatBuilder()
+        for p, share in zip(parts, shares):
+            b.add(p, float(share))
+        assert np.array_equal(b.array(), want)
+    assert ragged.FlatBuilder().array().size == 0

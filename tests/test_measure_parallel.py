@@ -244,6 +244,28 @@ def test_keep_freed_memory_changes_no_number(monkeypatch):
     _same(off, on)
 
 
+def test_huge_pages_setting_follows_the_parameter_and_changes_no_number():
+    """measure_huge_pages switches numpy's madvise(MADV_HUGEPAGE) for the measuring process
+    (default off) and no number depends on it."""
+    from seisflows_eara.measure import memory
+    ev, sta, by, inv, syn = _kbl_replicas(2)
+    before = memory.numpy_huge_pages(True)
+    try:
+        v = params.defaults()
+        assert v["measure_huge_pages"] is False
+        off = measure_event(ev, sta, by, syn, Config(v, 1), inventory=inv)
+        if before is not None:
+            assert memory.numpy_huge_pages(True) is False       # measure_event switched it off
+        v["measure_huge_pages"] = True
+        on = measure_event(ev, sta, by, syn, Config(v, 1), inventory=inv)
+        if before is not None:
+            assert memory.numpy_huge_pages(True) is True
+        _same(off, on)
+    finally:
+        if before is not None:
+            memory.numpy_huge_pages(before)
+
+
 def _fail_on_three(x: int) -> int:
     if x == 3:
         raise ValueError("job 3 fails")

@@ -34,7 +34,7 @@ from seisflows_eara.measure.qc import (index_inventory, merge_traces, span_touch
 from seisflows_eara.measure.selection import (ChannelSet, SelectionRules, channel_sets,
                                               select_channels)
 from seisflows_eara.measure.measurements import cc_and_lag, snr_db
-from seisflows_eara.measure.memory import keep_freed_memory
+from seisflows_eara.measure.memory import keep_freed_memory, numpy_huge_pages
 from seisflows_eara.measure.transfer import call_and_ship, receive, remove_left, ship
 from seisflows_eara.measure.prepared import (BANDS, ObservedUnit, PreparedObserved,
                                              PreparedWriter, processing_parameters)
@@ -47,8 +47,8 @@ from seisflows_eara.processing import (Band, TimeAxis, bandpass_stream, common_a
 from seisflows_eara.weights import categorical_weights, geographic_weights, quality_weight
 from seisflows_eara.windows import (BODY_CATEGORIES, SURFACE_CATEGORIES, TravelTimes, Window,
                                     body_windows, noise_window, surface_windows)
-from seisflows_eara.windows.ragged import (offsets_from_lengths, scale_segments, segment,
-                                           tukey_tapers)
+from seisflows_eara.windows.ragged import (FlatBuilder, offsets_from_lengths, scale_segments,
+                                           segment, tukey_tapers)
 
 COLUMNS = ["event", "network", "station", "location", "channel", "component", "category", "band",
            "stage", "iteration", "step", "min_period", "max_period", "win_start", "win_end", "phases",
@@ -829,6 +829,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     grows with the number of window samples, not with stations × record length."""
     v = cfg.values
     keep_freed_memory(v.get("measure_keep_freed_memory", True))
+    numpy_huge_pages(v.get("measure_huge_pages", False))
     misorientation = misorientation or {}
     geo = _geometry(event, stations, cfg)
     syn_by = _by_station(synthetics)
@@ -861,8 +862,8 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
     axes: dict[int, TimeAxis] = {}
     solver: dict[int, tuple[UTCDateTime, float, int]] = {}
     unit_notes: dict[int, str] = {}
-    obs_parts: list[np.ndarray] = []
-    syn_parts: list[np.ndarray] = []
+    # flat window samples, copied in as the parts come (FlatBuilder: no join at the end)
+    obs_flat, syn_flat, adj_flat = FlatBuilder(), FlatBuilder(), FlatBuilder()
     snr_parts: list[np.ndarray] = []
     measured: list[dict[str, np.ndarray]] = []
     keep: dict | None = {} if keep_processed else None
@@ -878,10 +879,14 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
             axes.update(part.axes)
             solver.update(part.solver)
             unit_notes.update(part.unit_notes)
-            obs_parts += part.obs
-            syn_parts += part.syn
+            share = (done + part.count) / max(n, 1)
+            for x in part.obs:
+                obs_flat.add(x, share)
+            for x in part.syn:
+                syn_flat.add(x, share)
             snr_parts += part.snr
             if part.measured:
+                adj_flat.add(part.measured.pop("adjoint"), share)
                 measured.append(part.measured)
             if keep is not None:
                 keep.update(part.keep)
@@ -891,10 +896,7 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         if progress is not None and n == 0:
             progress(0, 0)
 
-        U = _join(obs_parts)
-        obs_parts.clear()
-        S = _join(syn_parts)
-        syn_parts.clear()
+        U, S = obs_flat.array(), syn_flat.array()
         ustations = [unit.station for unit in units]
         prepared = PreparedEvent.build(event, ustations, wdata, U, axes, solver,
                                        {u: geo.backazimuth[units[u].k] for u in axes}, cfg)
@@ -902,11 +904,11 @@ def measure_event(event: EventInfo, stations: list[Station], observed: dict[str,
         win_table = None
         if nwin:
             p = prepared
-            q = _weigh(p, {k: _join([x[k] for x in measured]) for k in measured[0]
-                           if k != "adjoint"}, _join(snr_parts), units, cfg)
+            q = _weigh(p, {k: _join([x[k] for x in measured]) for k in measured[0]},
+                       _join(snr_parts), units, cfg)
             win_table = _window_table(event, p, q, units, axes, geo, unit_notes, cfg, iteration, step)
             # ---- adjoint (eq. 3): W_es W_w per window; W_c per category in adjoint_sources
-            adj = _join([x["adjoint"] for x in measured])
+            adj = adj_flat.array()
             measured.clear()
             scale_segments(adj, q["w_quality"] * q["w_geographic"], p.offsets)
             misfit = float(q["misfit"].sum())
@@ -977,6 +979,7 @@ def prepare_event(event: EventInfo, stations: list[Station], observed: dict[str,
     every core, worker_count)."""
     v = cfg.values
     keep_freed_memory(v.get("measure_keep_freed_memory", True))
+    numpy_huge_pages(v.get("measure_huge_pages", False))
     misorientation = misorientation or {}
     geo = _geometry(event, stations, cfg)
     rows = _file_rows(event, file_notes)

@@ -50,3 +50,22 @@ def keep_freed_memory(enable: bool = True) -> bool:
     _applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX_BYTES)) and \
         bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
     return _applied
+
+
+def numpy_huge_pages(enable: bool) -> bool:
+    """Whether numpy asks the kernel for transparent huge pages for its large arrays
+    (madvise(MADV_HUGEPAGE) on allocations of 4 MB and more: numpy's default, also set by the
+    NUMPY_MADVISE_HUGEPAGE environment variable). Parameter `measure_huge_pages`. On a VM whose
+    freed memory goes back to the host, every fresh huge page is backed by the host again:
+    measured here 2.3 ms/MB against 0.43 ms/MB with ordinary pages (and 0.12 ms/MB reused), and
+    a 1000-station forward spent 2.7 s of 22 copying window samples into such pages (0.5 s
+    without). On bare metal huge pages save page faults. Process-wide; returns the previous
+    setting (None where numpy has no such switch)."""
+    try:
+        from numpy.core.multiarray import _set_madvise_hugepage
+    except ImportError:         # numpy 2
+        try:
+            from numpy._core.multiarray import _set_madvise_hugepage
+        except ImportError:
+            return None
+    return bool(_set_madvise_hugepage(bool(enable)))
