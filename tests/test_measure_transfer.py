@@ -12,7 +12,7 @@ from seisflows_eara.measure import transfer
 
 def _value():
     rng = np.random.default_rng(3)
-    big = rng.standard_normal((3, 70000))               # 1.7 MB: out of band
+    big = rng.standard_normal((3, 70000))               # 1.7 MB (a row 0.56 MB): out of band
     return {"big": big, "view": big[1], "small": np.arange(10.0), "rows": [{"a": 1}],
             "f32": rng.standard_normal(400000).astype(np.float32)}
 
@@ -27,7 +27,7 @@ def test_ship_receive_same_objects_writable_and_no_file_left():
     v = _value()
     parent = os.getpid()
     s = transfer.ship(v, parent)
-    assert isinstance(s, transfer.Shipped) and len(s.sizes) == 2      # big and f32
+    assert isinstance(s, transfer.Shipped) and len(s.sizes) == 3      # big, its row, f32
     assert len(_files(parent)) == 1
     out = transfer.receive(s)
     assert _files(parent) == []                  # the name is gone; the memory lives on
