@@ -20,14 +20,17 @@
    station + one StationXML, read inside the timing as `seisflows-eara measure` reads them), and
    against the raw path as it was when issue 18 was filed (obspy's remove_response per trace on
    the whole record at its rate; one run); (c) that forward with 2 worker processes
-   (measure_event(workers=2)) against 1, and the preparation with 2 against 1; (d)
+   (measure_event(workers=2)) against 1, at N stations and at an event's size
+   (--parallel-stations, default 1000: the parallel.* keys; those at N are parallel_small.*),
+   and the preparation with 2 against 1; (d)
    benchmarks/bench_storage.py's adjoint-part bytes per station per forward, before and after
    the compact store. Each timed run is a fresh process (as a forward task is: nothing warmed,
    its memory touched for the first time), the configurations interleaved, the best of
    --repeats; ratios of the same run; extrapolated to 142 x 2000.
 
 Run: python benchmarks/bench_measure.py [--stations 2000] [--pyatoa-repeats 3]
-     python benchmarks/bench_measure.py --only prepared [--prepared-stations 200] [--json F]
+     python benchmarks/bench_measure.py --only prepared [--prepared-stations 200]
+         [--parallel-stations 1000] [--json F]
 """
 from __future__ import annotations
 
@@ -310,6 +313,29 @@ def _in_child(kind: str, nsta: int, workers: int, n_obspy: int, tmp: str) -> dic
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def bench_parallel(nsta: int, tmp: str, repeats: int = 2) -> dict:
+    """(c) at an event's size (`--parallel-stations`, EARA's events have up to 2000 stations):
+    the raw records written and prepared once (untimed figure), then a forward's measurement
+    from the prepared file with 1 and 2 workers, each run a fresh process, interleaved, the best
+    of `repeats` of each."""
+    import shutil
+    f = _write_raw(nsta, tmp)
+    _in_child("prepare", nsta, 1, 1, tmp)
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    for _ in range(repeats):
+        for w in (1, 2):
+            runs[w].append(_in_child("prepared", nsta, w, 1, tmp))
+    shutil.rmtree(f["dir"], ignore_errors=True)
+    best = {w: min(r["per_station_s"] for r in rs) for w, rs in runs.items()}
+    return {"parallel.stations": nsta,
+            "parallel.runs_per_station_s": {str(w): [r["per_station_s"] for r in rs]
+                                            for w, rs in runs.items()},
+            "parallel.forward_per_station_s_1_worker": best[1],
+            "parallel.forward_per_station_s_2_workers": best[2],
+            "parallel.speedup_2_workers": best[1] / best[2],
+            "parallel.same_result": len({r["digest"] for rs in runs.values() for r in rs}) == 1}
+
+
 def bench_prepared(nsta: int, n_obspy: int, tmp: str, repeats: int = 2) -> dict[str, float]:
     """Section 3 of the module doc. Every figure is the best of `repeats` runs, each in a fresh
     process, the configurations interleaved (the machine's state drifts alike for all)."""
@@ -360,6 +386,7 @@ def bench_prepared(nsta: int, n_obspy: int, tmp: str, repeats: int = 2) -> dict[
             "parallel.forward_per_station_s_2_workers": fwd2_per,
             "parallel.speedup_2_workers": fwd_per / fwd2_per,
             "parallel.same_result": len(digests[("prepared", 1)] | digests[("prepared", 2)]) == 1,
+            "parallel.stations": nsta,
             "extrapolated.prepare_core_hours_142x2000_per_stage": prep_per * n,
             "extrapolated.obspy_prepare_core_hours_142x2000_per_stage": obspy_per * n,
             "extrapolated.forward_core_hours_142x2000_per_forward": fwd_per * n,
@@ -384,6 +411,10 @@ def main() -> None:
     ap.add_argument("--pyatoa-repeats", type=int, default=2)
     ap.add_argument("--only", choices=("all", "prepared"), default="all")
     ap.add_argument("--prepared-stations", type=int, default=200)
+    ap.add_argument("--parallel-stations", type=int, default=1000,
+                    help="stations of (c) at an event's size (0: only at --prepared-stations); "
+                         "its figures replace the parallel.* keys, those at "
+                         "--prepared-stations stay as parallel_small.*")
     ap.add_argument("--obspy-stations", type=int, default=20,
                     help="stations of the obspy baseline of (a) (per-station time)")
     ap.add_argument("--json", help="write the figures of section 3 to this JSON file")
@@ -400,6 +431,10 @@ def main() -> None:
         return
     r = bench_prepared(a.prepared_stations, a.obspy_stations, a.tmp, a.repeats)
     r.update(_storage(a.prepared_stations, a.tmp))
+    if a.parallel_stations and a.parallel_stations != a.prepared_stations:
+        for k in [k for k in r if k.startswith("parallel.") and "prepare" not in k]:
+            r["parallel_small." + k[len("parallel."):]] = r.pop(k)
+        r.update(bench_parallel(a.parallel_stations, a.tmp, a.repeats))
     print(f"Prepared observed data, {r['stations']} replicated raw KBL stations (40 sps, 105 min), "
           f"load average {r['load_average_1min'][0]:.1f} -> {r['load_average_1min'][1]:.1f}:")
     print(f"  (a) preparation per station: ours {r['prepare.per_station_s']:.3f} s, obspy per-trace "
@@ -416,9 +451,12 @@ def main() -> None:
           f"remove_response per trace, whole record at 40 sps) "
           f"{r['forward.raw_before_per_station_s']:.3f} s -> "
           f"{r['forward.speedup_vs_raw_before']:.1f}x")
-    print(f"  (c) forward from prepared with 2 workers: "
-          f"{r['parallel.forward_per_station_s_2_workers']:.3f} s per station -> "
-          f"{r['parallel.speedup_2_workers']:.2f}x (same result: {r['parallel.same_result']})")
+    for key in ("parallel_small", "parallel"):
+        if f"{key}.speedup_2_workers" in r:
+            print(f"  (c) forward from prepared at {r[f'{key}.stations']} stations with 2 workers: "
+                  f"{r[f'{key}.forward_per_station_s_2_workers']:.4f} s per station -> "
+                  f"{r[f'{key}.speedup_2_workers']:.2f}x (same result: "
+                  f"{r[f'{key}.same_result']})")
     if "storage.bytes_per_station_before" in r:
         print(f"  (d) adjoint parts per station per forward: "
               f"{r['storage.bytes_per_station_before'] / 1e3:.1f} kB before, "
