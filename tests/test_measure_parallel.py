@@ -272,6 +272,29 @@ def _fail_on_three(x: int) -> int:
     return x
 
 
+def _big_or_fail(x):
+    if int(x[0]) == 3:
+        raise ValueError("job 3 fails")
+    return {"x": np.full(100000, float(x[0]))}
+
+
+def test_shipped_jobs_and_results_leave_no_file_when_a_job_fails(monkeypatch):
+    """Jobs pickled by this process (a generator: not inherited) and results go through shared
+    memory; when a job fails, the files of what was never received are removed with the pool."""
+    from seisflows_eara.measure import event as E, transfer
+    if transfer.shm_dir() is None:
+        pytest.skip("no /dev/shm")
+    monkeypatch.setattr(transfer, "MIN_BYTES", 1)
+    ok = list(E._in_order(_big_or_fail, (np.full(50000, float(i)) for i in range(3)), 2,
+                          size=lambda j: 1))
+    assert [float(r["x"][0]) for r in ok] == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="job 3 fails"):
+        list(E._in_order(_big_or_fail, (np.full(50000, float(i)) for i in range(12)), 2,
+                         size=lambda j: 1))
+    assert not [f for f in os.listdir(transfer.shm_dir())
+                if f.startswith(f"{transfer.PREFIX}{os.getpid()}-")]
+
+
 def test_in_order_passes_a_job_error_on_and_forgets_the_jobs():
     """A job that raises in the pool's process or in this one reaches the caller with its
     message, the pool is shut down and the inherited job list released."""

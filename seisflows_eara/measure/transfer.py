@@ -1,4 +1,5 @@
-"""A pool job's result handed to the parent through shared memory, not the result pipe.
+"""A pool job's result (and a job the parent pickles) handed over through shared memory, not
+the pool's pipes.
 
 concurrent.futures sends a worker's result through a pipe that the parent's management thread
 reads and unpickles; that thread needs the parent's GIL, which the parent's own measuring holds
@@ -10,7 +11,9 @@ directory (/dev/shm) and returns only the small pickle and the file's name; the 
 file and rebuilds the arrays on the mapped memory (no copy, writable), then removes the name at
 once (the memory lives as long as its arrays). The same objects, bit for bit. Where there is no
 such directory, or it is full (os.write's ENOSPC: no partial file is left), the result goes
-through the pipe as before."""
+through the pipe as before. A job the parent submits is shipped the same way and received by
+the worker (`call_and_ship`); files of results or jobs that were never received are removed
+when the pool shuts down (`remove_left`)."""
 from __future__ import annotations
 
 import glob
