@@ -14,7 +14,7 @@ from obspy.taup import TauPyModel
 from obspy.taup.seismic_phase import SeismicPhase
 
 _MODELS: dict[str, TauPyModel] = {}
-_CHUNK = 4096  # ray segments per pass (bounds the (segment, station) pairs of a pass)
+_CHUNK = 4096  # ray segments per pass (their (segment, station) pairs evaluated at once)
 
 
 def _model(name: str) -> TauPyModel:
@@ -63,9 +63,8 @@ class TravelTimes:
                 seg = np.repeat(np.arange(a, a + c.size), c)
                 # the distances' positions in xs, segment by segment
                 pos = np.arange(total) + np.repeat(first[a:a + c.size] - (np.cumsum(c) - c), c)
-                xx = xs[pos]
-                s = (xx - d0[seg]) / h[seg]
-                hs = h[seg]
+                xx, hs = xs[pos], h[seg]
+                s = (xx - d0[seg]) / hs
                 tt = ((2 * s**3 - 3 * s**2 + 1) * t0[seg] + (s**3 - 2 * s**2 + s) * p0[seg] * hs
                       + (-2 * s**3 + 3 * s**2) * t1[seg] + (s**3 - s**2) * p1[seg] * hs)
                 np.minimum.at(best, order[pos], tt)
